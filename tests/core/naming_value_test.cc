@@ -94,3 +94,32 @@ TEST(GoJsonQuoteTest, EscapesLikeGo) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(ApplyMetadataFlagTest, SetsTypedFieldsAndKeepsJsonScalars) {
+  Endpoint e;
+  e.address = "127.0.0.11:50051";
+  ASSERT_TRUE(ApplyMetadataFlag("weight=100", e).ok());
+  ASSERT_TRUE(ApplyMetadataFlag("zone=a", e).ok());
+  ASSERT_TRUE(ApplyMetadataFlag("canary=true", e).ok());
+  EXPECT_EQ(e.weight, 100u);
+  EXPECT_EQ(e.zone, "a");
+  EXPECT_EQ(e.metadata.at("zone"), R"("a")");
+  EXPECT_EQ(e.metadata.at("canary"), "true");
+  EXPECT_EQ(EncodeNamingValue(e),
+            R"({"Op":0,"Addr":"127.0.0.11:50051","Metadata":"{\"canary\":true,\"weight\":100,\"zone\":\"a\"}"})");
+}
+
+TEST(ApplyMetadataFlagTest, RejectsMalformedFlagsNamingThem) {
+  Endpoint e;
+  auto no_equals = ApplyMetadataFlag("weight", e);
+  EXPECT_NE(no_equals.message().find("NAME=VALUE"), std::string::npos) << no_equals;
+  auto bad_weight = ApplyMetadataFlag("weight=heavy", e);
+  EXPECT_FALSE(bad_weight.ok());
+  EXPECT_NE(bad_weight.message().find("--meta weight=heavy"), std::string::npos) << bad_weight;
+}
+
+}  // namespace
+}  // namespace sluice

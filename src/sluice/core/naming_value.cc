@@ -30,10 +30,11 @@ Json MetadataObject(const Endpoint& endpoint) {
   return object;
 }
 
-absl::Status ApplyTypedField(absl::string_view key, const std::string& name, const Json& value,
+// `context` names where the value came from ("registry key 'k'", "--meta weight=x").
+absl::Status ApplyTypedField(absl::string_view context, const std::string& name, const Json& value,
                              Endpoint& endpoint) {
   auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("registry key '", key, "': metadata field '",
+    return absl::InvalidArgumentError(absl::StrCat(context, ": metadata field '",
                                                    name, "' ", why));
   };
   if (name == "weight") {
@@ -155,10 +156,30 @@ absl::StatusOr<Endpoint> ParseNamingValue(absl::string_view key, absl::string_vi
     return endpoint;
   }
   for (auto it = object.begin(); it != object.end(); ++it) {
-    if (absl::Status s = ApplyTypedField(key, it.key(), it.value(), endpoint); !s.ok()) return s;
+    if (absl::Status s = ApplyTypedField(absl::StrCat("registry key '", key, "'"), it.key(), it.value(), endpoint); !s.ok()) return s;
     endpoint.metadata[it.key()] = it.value().dump();
   }
   return endpoint;
+}
+
+absl::Status ApplyMetadataFlag(absl::string_view flag, Endpoint& endpoint) {
+  size_t eq = flag.find('=');
+  if (eq == absl::string_view::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad metadata '", flag, "': expected NAME=VALUE, e.g. weight=100 or zone=a"));
+  }
+  std::string name(flag.substr(0, eq));
+  std::string text(flag.substr(eq + 1));
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded() || value.is_object() || value.is_array() || value.is_string()) {
+    value = Json(text);
+  }
+  if (absl::Status s = ApplyTypedField(absl::StrCat("--meta ", flag), name, value, endpoint);
+      !s.ok()) {
+    return s;
+  }
+  endpoint.metadata[name] = value.dump();
+  return absl::OkStatus();
 }
 
 }  // namespace sluice

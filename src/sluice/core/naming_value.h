@@ -25,6 +25,11 @@ std::string EncodeNamingValue(const Endpoint& endpoint);
 // NotFound, so callers can treat the key as absent without a warning.
 absl::StatusOr<Endpoint> ParseNamingValue(absl::string_view key, absl::string_view value);
 
+// Adds one "name=value" metadata flag (from --meta) to `endpoint`: the value is kept as JSON
+// when it is a JSON number, boolean or null, and as a string otherwise; the typed fields
+// (weight, zone, version, draining) are checked and set. The error names the flag.
+absl::Status ApplyMetadataFlag(absl::string_view flag, Endpoint& endpoint);
+
 // Go's encoding/json string escaping (including \u003c, \u003e, \u0026, \u2028, \u2029), so
 // the bytes match what a Go program writes for the same string.
 std::string GoJsonQuote(absl::string_view text);

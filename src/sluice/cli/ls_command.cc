@@ -1,0 +1,149 @@
+// sluice ls: lists registered services and their endpoints.
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "sluice/cli/commands.h"
+#include "sluice/core/naming_value.h"
+#include "sluice/discovery/target.h"
+#include "sluice/etcd/etcd_client.h"
+
+namespace sluice::cli {
+namespace {
+
+struct LsFlags {
+  std::string etcd = "127.0.0.1:2379";
+  std::string service;
+  std::string prefix;
+  bool json = false;
+};
+
+struct Row {
+  std::string service;
+  std::string key;
+  Endpoint endpoint;
+  int64_t lease = 0;
+};
+
+std::string MetadataText(const Endpoint& endpoint) {
+  if (endpoint.metadata.empty()) return "-";
+  std::string text;
+  for (const auto& [name, value] : endpoint.metadata) {
+    absl::StrAppend(&text, text.empty() ? "" : ",", name, "=", value);
+  }
+  return text;
+}
+
+int RunLs(const LsFlags& flags) {
+  auto members = etcd::ParseEtcdEndpoints(flags.etcd);
+  if (!members.ok()) {
+    std::fprintf(stderr, "sluice ls: --etcd: %s\n", std::string(members.status().message()).c_str());
+    return kExitUsage;
+  }
+  etcd::EtcdClientOptions options;
+  options.endpoints = *members;
+  auto client = etcd::EtcdClient::Create(options);
+  if (!client.ok()) {
+    std::fprintf(stderr, "sluice ls: %s\n", std::string(client.status().message()).c_str());
+    return kExitFailure;
+  }
+  // One service: its prefix. Every service: everything under "services/", grouped by the next
+  // path segment. --prefix lists exactly that prefix.
+  std::string root = "services/";
+  if (!flags.prefix.empty()) {
+    root = flags.prefix;
+    if (!absl::EndsWith(root, "/")) root += "/";
+  } else if (!flags.service.empty()) {
+    root = discovery::ServicePrefix(flags.service) + "/";
+  }
+  auto listed = (*client)->GetPrefix(root);
+  if (!listed.ok()) {
+    std::fprintf(stderr, "sluice ls: reading %s from etcd: %s\n", root.c_str(),
+                 std::string(listed.status().message()).c_str());
+    return kExitFailure;
+  }
+  std::vector<Row> rows;
+  for (const auto& kv : listed->kvs) {
+    auto endpoint = ParseNamingValue(kv.key, kv.value);
+    if (!endpoint.ok()) {
+      if (endpoint.status().code() != absl::StatusCode::kNotFound) {
+        std::fprintf(stderr, "sluice ls: skipped %s\n",
+                     std::string(endpoint.status().message()).c_str());
+      }
+      continue;
+    }
+    Row row;
+    row.key = kv.key;
+    row.endpoint = std::move(*endpoint);
+    row.lease = kv.lease;
+    std::string rest = kv.key.substr(root.size());
+    if (!flags.prefix.empty()) {
+      row.service = flags.prefix;
+    } else if (!flags.service.empty()) {
+      row.service = flags.service;
+    } else {
+      size_t slash = rest.find('/');
+      row.service = slash == std::string::npos ? "(none)" : rest.substr(0, slash);
+    }
+    rows.push_back(std::move(row));
+  }
+
+  if (flags.json) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& row : rows) {
+      nlohmann::json metadata = nlohmann::json::object();
+      for (const auto& [name, value] : row.endpoint.metadata) {
+        metadata[name] = nlohmann::json::parse(value, nullptr, false);
+      }
+      out[row.service].push_back({{"address", row.endpoint.address},
+                                  {"key", row.key},
+                                  {"lease", row.lease},
+                                  {"weight", row.endpoint.weight},
+                                  {"metadata", metadata}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return kExitOk;
+  }
+  if (rows.empty()) {
+    std::printf("no endpoints registered under %s\n", root.c_str());
+    return kExitOk;
+  }
+  size_t service_width = 7, address_width = 7, metadata_width = 8;
+  for (const auto& row : rows) {
+    service_width = std::max(service_width, row.service.size());
+    address_width = std::max(address_width, row.endpoint.address.size());
+    metadata_width = std::max(metadata_width, MetadataText(row.endpoint).size());
+  }
+  auto print = [&](const std::string& a, const std::string& b, const std::string& c,
+                   const std::string& d) {
+    std::printf("%-*s  %-*s  %-*s  %s\n", static_cast<int>(service_width), a.c_str(),
+                static_cast<int>(address_width), b.c_str(), static_cast<int>(metadata_width),
+                c.c_str(), d.c_str());
+  };
+  print("SERVICE", "ADDRESS", "METADATA", "KEY");
+  for (const auto& row : rows) {
+    print(row.service, row.endpoint.address, MetadataText(row.endpoint), row.key);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+CommandRunner AddLsCommand(CLI::App& app) {
+  auto flags = std::make_shared<LsFlags>();
+  CLI::App* cmd = app.add_subcommand("ls", "List registered services and their endpoints");
+  cmd->add_option("--etcd", flags->etcd, "etcd members HOST:PORT[,HOST:PORT]")
+      ->capture_default_str();
+  cmd->add_option("service", flags->service, "Only this service");
+  cmd->add_option("--prefix", flags->prefix, "List this key prefix instead of services/");
+  cmd->add_flag("--json", flags->json, "Print JSON");
+  return [flags] { return RunLs(*flags); };
+}
+
+}  // namespace sluice::cli
