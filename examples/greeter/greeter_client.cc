@@ -1,7 +1,7 @@
 // The seed's Greeter client in C++: calls SayHello(name) --calls times, --interval apart, and
 // prints each reply. --target takes a plain address or a discovery target (etcd://, static://,
-// dns://). This version connects to one backend found by discovery, as a plain gRPC client
-// does: every call goes to the same backend (the seed's observation).
+// dns://). Every call is balanced on its own by the Sluice client library (--policy), so the
+// calls spread over every registered backend and follow them as they come and go.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -14,9 +14,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include <map>
+
 #include "helloworld.grpc.pb.h"
+#include "sluice/client/balancer.h"
+#include "sluice/client/call.h"
 #include "sluice/core/log.h"
-#include "sluice/discovery/discovery.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"The seed's Greeter client: calls SayHello and prints each reply."};
@@ -25,6 +28,9 @@ int main(int argc, char** argv) {
   std::string interval_text = "2s";
   std::string timeout_text = "5s";
   std::string name = "you";
+  std::string policy = "round_robin";
+  std::string policy_config = "{}";
+  bool retry_unavailable = true;
   app.add_option("--target", target,
                  "IP:PORT, or etcd://HOST:PORT/PREFIX, static://IP:PORT,..., dns://NAME:PORT")
       ->capture_default_str();
@@ -32,6 +38,14 @@ int main(int argc, char** argv) {
   app.add_option("--interval", interval_text, "Pause between calls")->capture_default_str();
   app.add_option("--timeout", timeout_text, "Deadline of each call")->capture_default_str();
   app.add_option("--name", name, "HelloRequest.name")->capture_default_str();
+  app.add_option("--policy", policy,
+                 "round_robin, random, least_request, peak_ewma, weighted_round_robin, ring_hash")
+      ->capture_default_str();
+  app.add_option("--policy-config", policy_config, "The policy's JSON config")
+      ->capture_default_str();
+  app.add_option("--retry-unavailable", retry_unavailable,
+                 "SayHello is idempotent: retry it on another backend when one is unavailable")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -46,31 +60,39 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "greeter_client: --interval and --timeout take durations like 2s\n");
     return 2;
   }
-  auto discovery = sluice::discovery::CreateDiscovery(target);
-  if (!discovery.ok()) {
-    std::fprintf(stderr, "greeter_client: --target: %s\n",
-                 std::string(discovery.status().message()).c_str());
+  sluice::client::BalancerOptions options;
+  options.target = target;
+  options.policy = policy;
+  options.policy_config = nlohmann::json::parse(policy_config, nullptr, false);
+  if (options.policy_config.is_discarded()) {
+    std::fprintf(stderr, "greeter_client: --policy-config is not valid JSON: %s\n",
+                 policy_config.c_str());
     return 2;
   }
-  (*discovery)->Start([](const sluice::EndpointSet&, const sluice::EndpointSetDiff&) {});
-  if (!(*discovery)->WaitForFirstReport(timeout) || (*discovery)->Current().empty()) {
-    std::fprintf(stderr, "greeter_client: no endpoints found for %s\n", target.c_str());
-    return 1;
+  if (retry_unavailable) options.retry.idempotent_methods = {"/Greeter/SayHello"};
+  auto balancer = sluice::client::Balancer::Create(std::move(options));
+  if (!balancer.ok()) {
+    std::fprintf(stderr, "greeter_client: %s\n", std::string(balancer.status().message()).c_str());
+    return 2;
   }
-  std::string backend = (*discovery)->Current().endpoints().front().address;
-  auto stub = Greeter::NewStub(grpc::CreateChannel(backend, grpc::InsecureChannelCredentials()));
 
   int failed = 0;
+  std::map<std::string, int> answered_by;
   for (int i = 0; i < calls; ++i) {
     if (i > 0) std::this_thread::sleep_for(absl::ToChronoNanoseconds(interval));
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
     HelloRequest request;
     request.set_name(name);
     HelloReply reply;
-    grpc::Status status = stub->SayHello(&context, request, &reply);
+    sluice::client::CallOptions call;
+    call.method = "/Greeter/SayHello";
+    call.deadline = (*balancer)->clock().Now() + timeout;
+    grpc::Status status =
+        sluice::client::UnaryCall(**balancer, &Greeter::Stub::SayHello, call, request, &reply);
     if (status.ok()) {
       std::printf("Greeter client received: %s\n", reply.message().c_str());
+      // The reply names the backend: "Hello, you!, I am 127.0.0.11:50051".
+      size_t at = reply.message().rfind("I am ");
+      ++answered_by[at == std::string::npos ? "?" : reply.message().substr(at + 5)];
     } else {
       ++failed;
       std::printf("Greeter client call %d failed: %s: %s\n", i + 1,
@@ -79,6 +101,8 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
-  (*discovery)->Stop();
+  std::printf("calls per backend:");
+  for (const auto& [backend, count] : answered_by) std::printf(" %s=%d", backend.c_str(), count);
+  std::printf(" failed=%d\n", failed);
   return failed == 0 ? 0 : 1;
 }

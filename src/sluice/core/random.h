@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 
@@ -63,6 +64,24 @@ class LockedRandom final : public Random {
  private:
   std::mutex mu_;
   SeededRandom inner_;
+};
+
+// Thread-safe and lock-free: splitmix64 over one atomic counter. For the data plane, where
+// many threads draw (P2C choices) and a lock would serialise them. Reproducible from the seed
+// when draws happen in a fixed order.
+class AtomicRandom final : public Random {
+ public:
+  explicit AtomicRandom(uint64_t seed) : counter_(seed) {}
+  uint64_t Next() override {
+    uint64_t z = counter_.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed) +
+                 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  std::atomic<uint64_t> counter_;
 };
 
 }  // namespace sluice

@@ -3,12 +3,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace sluice::etcd {
@@ -25,7 +26,9 @@ struct EtcdClientOptions {
   std::string password;
 };
 
-// Parses "host:port[,host:port...]" into options.endpoints. The error names the bad part.
+// Parses "host:port[,host:port...]" into options.endpoints. Spaces around parts and an
+// "http://" scheme (as etcdctl users write it) are accepted; "https://", empty parts, bad ports
+// and duplicates are not. The error names the bad part.
 absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view text);
 
 struct KeyValue {
@@ -54,7 +57,9 @@ struct WatchEvent {
   KeyValue kv;  // for kDelete only key and mod_revision are set
 };
 
-// One batch of watch events, all at or below `revision`.
+// One batch of watch events, all at or below `revision`. A batch with no events is a progress
+// notification: nothing under the prefix changed up to `revision`, so a new watch may resume
+// from revision + 1.
 struct WatchUpdate {
   std::vector<WatchEvent> events;
   int64_t revision = 0;
@@ -65,7 +70,9 @@ std::string PrefixRangeEnd(absl::string_view prefix);
 
 class EtcdWatch;
 
-// A client for etcd's v3 gRPC API. Thread-safe: any thread may call any method.
+// A client for etcd's v3 gRPC API. Thread-safe: any thread may call any method. Calls block
+// the calling thread (at most call_timeout per member). One background thread per client keeps
+// the connections to the members polled, so an etcd restart is noticed between calls.
 class EtcdClient {
  public:
   static absl::StatusOr<std::unique_ptr<EtcdClient>> Create(EtcdClientOptions options);
@@ -78,10 +85,13 @@ class EtcdClient {
   // Returns how many keys were deleted.
   absl::StatusOr<int64_t> Delete(absl::string_view key);
   absl::StatusOr<int64_t> DeletePrefix(absl::string_view prefix);
+  // Compacts history up to `revision` and returns once the compaction is physically done.
   absl::Status Compact(int64_t revision);
 
   absl::StatusOr<Lease> LeaseGrant(int64_t ttl_seconds);
-  absl::Status LeaseRevoke(int64_t lease_id);
+  // Revokes the lease, deleting its keys. `timeout` (per member) overrides call_timeout, for
+  // shutdown paths that must not hang. NotFound if the lease no longer exists.
+  absl::Status LeaseRevoke(int64_t lease_id, std::optional<absl::Duration> timeout = std::nullopt);
   // Sends one keep-alive for the lease. Returns the renewed TTL in seconds; NotFound when etcd
   // says the lease no longer exists (TTL <= 0): the caller must grant a new one.
   absl::StatusOr<int64_t> LeaseKeepAliveOnce(int64_t lease_id);
@@ -92,7 +102,8 @@ class EtcdClient {
   // watch stops for any reason other than Cancel(): with OutOfRange (message says "compacted",
   // and compact_revision is set) if start_revision was compacted, otherwise with the stream's
   // error. The caller then lists again and starts a new watch; EtcdWatch does not retry.
-  // Callbacks run on the watch thread; they must not destroy the EtcdWatch.
+  // Callbacks run on the watch thread, one at a time; they must not destroy the EtcdWatch (they
+  // may Cancel() it). An EtcdWatch may outlive the EtcdClient that started it.
   std::unique_ptr<EtcdWatch> WatchPrefix(
       absl::string_view prefix, int64_t start_revision,
       std::function<void(const WatchUpdate&)> on_update,
@@ -104,14 +115,17 @@ class EtcdClient {
   class Impl;
 
  private:
-  explicit EtcdClient(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit EtcdClient(std::shared_ptr<Impl> impl);
+  // Shared with running watches, so a watch may outlive the client.
+  std::shared_ptr<Impl> impl_;
 };
 
 // A running watch. Destroying it cancels the stream and joins its thread.
 class EtcdWatch {
  public:
   virtual ~EtcdWatch() = default;
+  // Stops the watch and joins its thread: once Cancel() returns no callback runs any more, and
+  // on_end is never called for a Cancel(). Idempotent.
   virtual void Cancel() = 0;
 };
 

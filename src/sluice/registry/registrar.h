@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "sluice/core/clock.h"
 #include "sluice/core/endpoint.h"
+#include "sluice/core/random.h"
 #include "sluice/etcd/etcd_client.h"
 
 namespace sluice::registry {
@@ -23,6 +24,9 @@ struct RegistrarOptions {
   // Backoff while etcd is unreachable or the lease was lost.
   absl::Duration retry_initial_backoff = absl::Milliseconds(100);
   absl::Duration retry_max_backoff = absl::Seconds(2);
+  // Optional jitter for the backoff (each wait scaled by a factor in [0.8, 1.2)); must be
+  // thread-safe (e.g. LockedRandom) if shared. Null: no jitter.
+  Random* random = nullptr;
   Clock* clock = &SystemClock::Instance();
 };
 
@@ -43,7 +47,8 @@ class Registrar {
   const std::string& key() const;
   int64_t lease_id() const;
 
-  // Stops keep-alives and revokes the lease (deletes the key). Idempotent.
+  // Stops keep-alives and revokes the lease (deletes the key). Idempotent; returns the revoke's
+  // error if etcd could not be reached (the key then expires after the TTL).
   absl::Status Stop();
   // Stops keep-alives WITHOUT revoking: the key expires after the TTL, as after a crash.
   void Abandon();

@@ -1,0 +1,61 @@
+#include "sluice/balancer/pickable.h"
+
+#include <cmath>
+
+namespace sluice {
+
+PickableSet SelectPickable(const std::vector<PickerEndpoint>& endpoints) {
+  PickableSet set;
+  bool any_weighted = false;
+  for (const PickerEndpoint& e : endpoints) {
+    if (!e.endpoint.draining && e.endpoint.weight > 0) any_weighted = true;
+  }
+  set.endpoints.reserve(endpoints.size());
+  set.owned_stats.reserve(endpoints.size());
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const PickerEndpoint& e = endpoints[i];
+    if (e.endpoint.draining) continue;
+    if (any_weighted && e.endpoint.weight == 0) continue;
+    std::shared_ptr<EndpointStats> stats = e.stats ? e.stats : std::make_shared<EndpointStats>();
+    const uint32_t weight = any_weighted ? e.endpoint.weight : 1;
+    if (!set.endpoints.empty() && weight != set.endpoints.front().weight) {
+      set.equal_weights = false;
+    }
+    set.total_weight += weight;
+    set.endpoints.push_back({stats.get(), static_cast<uint32_t>(i), weight});
+    set.owned_stats.push_back(std::move(stats));
+  }
+  return set;
+}
+
+WeightedSampler::WeightedSampler(const std::vector<PickableEndpoint>& endpoints) {
+  const size_t n = endpoints.size();
+  if (n == 0) return;
+  uint64_t total = 0;
+  for (const auto& e : endpoints) total += e.weight;
+  // Scaled so the mean column holds probability 1.
+  std::vector<double> scaled(n);
+  std::vector<uint32_t> small, large;
+  for (size_t i = 0; i < n; ++i) {
+    scaled[i] = static_cast<double>(endpoints[i].weight) * static_cast<double>(n) /
+                static_cast<double>(total);
+    (scaled[i] < 1.0 ? small : large).push_back(static_cast<uint32_t>(i));
+  }
+  columns_.assign(n, Column{uint64_t{1} << 32, 0});
+  while (!small.empty() && !large.empty()) {
+    const uint32_t s = small.back();
+    small.pop_back();
+    const uint32_t l = large.back();
+    columns_[s] = {static_cast<uint64_t>(std::llround(scaled[s] * 4294967296.0)), l};
+    scaled[l] -= 1.0 - scaled[s];
+    if (scaled[l] < 1.0) {
+      large.pop_back();
+      small.push_back(l);
+    }
+  }
+  // Whatever is left holds probability 1 up to rounding: always keep it.
+  for (uint32_t i : small) columns_[i] = {uint64_t{1} << 32, i};
+  for (uint32_t i : large) columns_[i] = {uint64_t{1} << 32, i};
+}
+
+}  // namespace sluice

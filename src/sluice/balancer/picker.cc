@@ -1,0 +1,7 @@
+#include "sluice/balancer/picker.h"
+
+namespace sluice {
+
+Picker::~Picker() = default;
+
+}  // namespace sluice

@@ -1,0 +1,712 @@
+#include "sluice/client/balancer.h"
+
+#include <grpc/grpc.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "sluice/balancer/builtin_policies.h"
+#include "sluice/balancer/hash.h"
+#include "sluice/client/work_serializer.h"
+#include "sluice/core/log.h"
+#include "sluice/core/random.h"
+
+namespace sluice::client {
+namespace {
+
+// How long one connectivity watch waits before it is armed again. Bounds how long a removed
+// endpoint's channel outlives its last call, and the balancer's shutdown time.
+constexpr absl::Duration kWatchSlice = absl::Milliseconds(250);
+
+const char* StateName(grpc_connectivity_state state) {
+  switch (state) {
+    case GRPC_CHANNEL_IDLE: return "idle";
+    case GRPC_CHANNEL_CONNECTING: return "connecting";
+    case GRPC_CHANNEL_READY: return "ready";
+    case GRPC_CHANNEL_TRANSIENT_FAILURE: return "transient_failure";
+    case GRPC_CHANNEL_SHUTDOWN: return "shutdown";
+  }
+  return "unknown";
+}
+
+bool CountsAsFailure(grpc::StatusCode code) {
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::INTERNAL ||
+         code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::DATA_LOSS;
+}
+
+// UNAVAILABLE from a call gRPC could not even send: the connection was refused or failed
+// before the stream existed. Such a call is safe to send elsewhere, whatever its method.
+bool NeverReachedBackend(const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
+  const std::string& message = status.error_message();
+  return absl::StrContains(message, "failed to connect") ||
+         absl::StrContains(message, "Failed to connect") ||
+         absl::StrContains(message, "Connection refused");
+}
+
+std::string ServiceNameOf(const discovery::Target& target) {
+  if (target.scheme == discovery::Target::Scheme::kEtcd) {
+    std::vector<absl::string_view> parts = absl::StrSplit(target.prefix, '/', absl::SkipEmpty());
+    if (!parts.empty()) return std::string(parts.back());
+  }
+  return target.text;
+}
+
+std::chrono::system_clock::time_point ToWallDeadline(absl::Time deadline, const Clock& clock) {
+  absl::Duration remaining = std::max(deadline - clock.Now(), absl::ZeroDuration());
+  return std::chrono::system_clock::now() + absl::ToChronoNanoseconds(remaining);
+}
+
+struct PickerSnapshot {
+  std::unique_ptr<Picker> picker;
+  // Parallel to the endpoints the picker was built over.
+  std::vector<std::shared_ptr<Backend>> backends;
+  size_t known_endpoints = 0;
+  bool discovery_reported = false;
+};
+
+// A connectivity watch in flight on the watcher's completion queue.
+struct WatchTag {
+  std::weak_ptr<Backend> backend;
+  grpc_connectivity_state last_state;
+};
+
+}  // namespace
+
+class Balancer::Impl {
+ public:
+  Impl(Balancer& owner, ConfiguredPolicy policy, std::unique_ptr<PolicyRegistry> own_registry,
+       std::unique_ptr<discovery::Discovery> discovery, uint64_t seed)
+      : owner_(owner),
+        options_(owner.options_),
+        own_registry_(std::move(own_registry)),
+        policy_(std::move(policy)),
+        control_random_(seed),
+        pick_random_(seed ^ 0x5851f42d4c957f2dULL),
+        discovery_(std::move(discovery)),
+        snapshot_(std::make_shared<const PickerSnapshot>()) {
+    serializer_ = std::make_unique<WorkSerializer>(absl::Milliseconds(50), [this] { OnTick(); });
+    watcher_ = std::thread([this] { WatchLoop(); });
+    discovery_->Start([this](const EndpointSet& set, const EndpointSetDiff& diff) {
+      serializer_->Post([this, set, diff] { OnEndpoints(set, diff); });
+    });
+  }
+
+  ~Impl() {
+    discovery_->Stop();
+    serializer_->Post([this] {
+      for (auto& [address, entry] : entries_) entry.backend->removed = true;
+      entries_.clear();
+      FailPendingPicks("the balancer is shutting down");
+    });
+    serializer_->Shutdown();
+    shutting_down_ = true;
+    watch_cq_.Shutdown();
+    watcher_.join();
+  }
+
+  absl::StatusOr<std::shared_ptr<Backend>> TryPick(const PickerSnapshot& snapshot,
+                                                    std::optional<uint64_t> hash_key,
+                                                    const Backend* avoid) {
+    if (snapshot.picker == nullptr || snapshot.backends.empty()) return NoEndpointError(snapshot);
+    PickArgs args;
+    args.random = &pick_random_;
+    args.now = options_.clock->Now();
+    args.hash_key = hash_key;
+    PickResult result = snapshot.picker->Pick(args);
+    if (!result) return NoEndpointError(snapshot);
+    size_t index = result.index();
+    if (avoid != nullptr && snapshot.backends[index].get() == avoid &&
+        snapshot.backends.size() > 1) {
+      // A retry should go elsewhere: ask the policy again, then fall back to the next one.
+      for (int i = 0; i < 3 && snapshot.backends[index].get() == avoid; ++i) {
+        PickResult again = snapshot.picker->Pick(args);
+        if (again) index = again.index();
+      }
+      if (snapshot.backends[index].get() == avoid) index = (index + 1) % snapshot.backends.size();
+    }
+    return snapshot.backends[index];
+  }
+
+  absl::Status NoEndpointError(const PickerSnapshot& snapshot) const {
+    const std::string& service = owner_.service_name_;
+    if (!snapshot.discovery_reported) {
+      return absl::UnavailableError(absl::StrCat("service '", service,
+                                                 "': discovery has not found any endpoint yet (",
+                                                 options_.target, ")"));
+    }
+    if (snapshot.known_endpoints == 0) {
+      return absl::UnavailableError(absl::StrCat("service '", service,
+                                                 "' has no registered endpoints (",
+                                                 options_.target, ")"));
+    }
+    return absl::UnavailableError(absl::StrCat("service '", service, "': none of its ",
+                                               snapshot.known_endpoints,
+                                               " endpoints is ready (connecting, failing or "
+                                               "ejected)"));
+  }
+
+  absl::StatusOr<std::shared_ptr<Backend>> Pick(absl::Time deadline,
+                                                std::optional<uint64_t> hash_key,
+                                                const Backend* avoid, bool fail_fast) {
+    while (true) {
+      uint64_t generation = generation_.load(std::memory_order_acquire);
+      std::shared_ptr<const PickerSnapshot> snapshot = snapshot_.load(std::memory_order_acquire);
+      auto picked = TryPick(*snapshot, hash_key, avoid);
+      if (picked.ok() || fail_fast) return picked;
+      absl::Duration remaining = deadline - options_.clock->Now();
+      if (remaining <= absl::ZeroDuration()) return picked;
+      std::unique_lock<std::mutex> lock(wait_mu_);
+      wait_cv_.wait_for(lock, absl::ToChronoNanoseconds(std::min(remaining, absl::Seconds(1))),
+                        [&] { return generation_.load(std::memory_order_acquire) != generation; });
+    }
+  }
+
+  void PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key, const Backend* avoid,
+                 bool fail_fast,
+                 std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done) {
+    std::shared_ptr<const PickerSnapshot> snapshot = snapshot_.load(std::memory_order_acquire);
+    auto picked = TryPick(*snapshot, hash_key, avoid);
+    if (picked.ok() || fail_fast || options_.clock->Now() >= deadline) {
+      done(std::move(picked));
+      return;
+    }
+    serializer_->Post([this, pending = PendingPick{deadline, hash_key, avoid, std::move(done)}]() mutable {
+      pending_picks_.push_back(std::move(pending));
+      ResolvePendingPicks();
+    });
+  }
+
+  void OnCallFinished(Backend& backend, grpc::StatusCode code) {
+    if (!options_.outlier_detection.enabled) return;
+    if (!CountsAsFailure(code)) {
+      backend.consecutive_failures.store(0, std::memory_order_relaxed);
+      return;
+    }
+    int failures = backend.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (failures >= options_.outlier_detection.consecutive_failures &&
+        !backend.ejection_requested.exchange(true)) {
+      std::weak_ptr<Backend> weak = FindShared(backend);
+      serializer_->Post([this, weak] {
+        if (auto b = weak.lock()) Eject(*b);
+      });
+    }
+  }
+
+  bool TryStartRetry() {
+    int64_t active = active_calls_.load(std::memory_order_relaxed);
+    int64_t limit = static_cast<int64_t>(options_.retry.budget_ratio * static_cast<double>(active)) +
+                    options_.retry.budget_min;
+    int64_t current = retries_in_flight_.load(std::memory_order_relaxed);
+    while (current < limit) {
+      if (retries_in_flight_.compare_exchange_weak(current, current + 1)) return true;
+    }
+    return false;
+  }
+  void EndRetry() { retries_in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+
+  std::vector<BackendInfo> Backends() const {
+    std::lock_guard<std::mutex> lock(info_mu_);
+    std::vector<BackendInfo> result;
+    for (const auto& view : info_) {
+      BackendInfo info;
+      info.address = view.backend->address();
+      info.state = view.ejected ? "ejected" : StateName(view.state);
+      info.in_flight = view.backend->stats().in_flight();
+      info.calls = view.backend->stats().calls();
+      info.failures = view.backend->stats().failures();
+      info.weight = view.backend->endpoint().weight;
+      info.ejections = view.ejections;
+      result.push_back(std::move(info));
+    }
+    return result;
+  }
+
+  size_t ReadyCount() const { return snapshot_.load(std::memory_order_acquire)->backends.size(); }
+
+  bool WaitForReady(size_t count, absl::Duration timeout) const {
+    std::unique_lock<std::mutex> lock(wait_mu_);
+    return wait_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                             [&] { return ReadyCount() >= count; });
+  }
+
+  std::atomic<int64_t> active_calls_{0};
+
+ private:
+  struct PendingPick {
+    absl::Time deadline;
+    std::optional<uint64_t> hash_key;
+    const Backend* avoid;
+    std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done;
+  };
+
+  // Control-plane state of one endpoint (serializer thread only).
+  struct Entry {
+    std::shared_ptr<Backend> backend;
+    grpc_connectivity_state state = GRPC_CHANNEL_IDLE;
+    bool ejected = false;
+    int ejections = 0;
+    absl::Time ejected_until = absl::InfinitePast();
+  };
+
+  struct InfoView {
+    std::shared_ptr<Backend> backend;
+    grpc_connectivity_state state;
+    bool ejected;
+    int ejections;
+  };
+
+  std::shared_ptr<Backend> FindShared(const Backend& backend) const {
+    // The data plane holds a reference to a Backend, not its shared_ptr; find it in the
+    // current snapshot (where every pickable backend is).
+    auto snapshot = snapshot_.load(std::memory_order_acquire);
+    for (const auto& b : snapshot->backends) {
+      if (b.get() == &backend) return b;
+    }
+    return nullptr;
+  }
+
+  std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+    grpc::ChannelArguments args = options_.channel_args;
+    // One TCP connection per endpoint per balancer: gRPC would otherwise share subchannels
+    // between channels to the same address.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // A restarted backend is found again within a fraction of a second.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    auto credentials = options_.credentials ? options_.credentials
+                                            : grpc::InsecureChannelCredentials();
+    return grpc::CreateCustomChannel(address, credentials, args);
+  }
+
+  void Watch(const std::shared_ptr<Backend>& backend, grpc_connectivity_state last) {
+    auto* tag = new WatchTag{backend, last};
+    backend->channel()->NotifyOnStateChange(
+        last, std::chrono::system_clock::now() + absl::ToChronoNanoseconds(kWatchSlice),
+        &watch_cq_, tag);
+  }
+
+  void WatchLoop() {
+    void* raw_tag = nullptr;
+    bool ok = false;
+    while (watch_cq_.Next(&raw_tag, &ok)) {
+      std::unique_ptr<WatchTag> tag(static_cast<WatchTag*>(raw_tag));
+      std::shared_ptr<Backend> backend = tag->backend.lock();
+      if (backend == nullptr || backend->removed || shutting_down_) continue;
+      grpc_connectivity_state state = backend->channel()->GetState(false);
+      if (state == GRPC_CHANNEL_IDLE) {
+        // A lost connection leaves the channel idle; keep every endpoint connected.
+        state = backend->channel()->GetState(true);
+      }
+      if (state != tag->last_state) {
+        serializer_->Post([this, weak = std::weak_ptr<Backend>(backend), state] {
+          if (auto b = weak.lock()) OnState(b, state);
+        });
+      }
+      Watch(backend, state);
+    }
+  }
+
+  void OnEndpoints(const EndpointSet& set, const EndpointSetDiff& diff) {
+    discovery_reported_ = true;
+    known_endpoints_ = set.size();
+    for (const Endpoint& removed : diff.removed) {
+      auto it = entries_.find(removed.address);
+      if (it == entries_.end()) continue;
+      it->second.backend->removed = true;
+      LogInfo("balancer ", owner_.service_name_, ": endpoint ", removed.address,
+              " removed; its calls in flight finish");
+      entries_.erase(it);
+    }
+    for (const Endpoint& updated : diff.updated) {
+      auto it = entries_.find(updated.address);
+      if (it == entries_.end()) continue;
+      // Same connection and stats, new metadata (weight, draining).
+      auto old = it->second.backend;
+      it->second.backend =
+          std::make_shared<Backend>(updated, old->channel(), old->shared_stats());
+      old->removed = true;
+      Watch(it->second.backend, it->second.state);
+    }
+    for (const Endpoint& added : diff.added) {
+      auto channel = MakeChannel(added.address);
+      Entry entry;
+      entry.backend = std::make_shared<Backend>(added, channel, std::make_shared<EndpointStats>());
+      entry.state = channel->GetState(/*try_to_connect=*/true);
+      Watch(entry.backend, entry.state);
+      LogInfo("balancer ", owner_.service_name_, ": endpoint ", added.address, " added");
+      entries_[added.address] = std::move(entry);
+    }
+    Rebuild();
+  }
+
+  void OnState(const std::shared_ptr<Backend>& backend, grpc_connectivity_state state) {
+    auto it = entries_.find(backend->address());
+    if (it == entries_.end() || it->second.backend != backend) return;
+    bool was_ready = it->second.state == GRPC_CHANNEL_READY;
+    it->second.state = state;
+    if (was_ready != (state == GRPC_CHANNEL_READY)) Rebuild();
+  }
+
+  void Eject(Backend& backend) {
+    auto it = entries_.find(backend.address());
+    backend.ejection_requested = false;
+    if (it == entries_.end() || it->second.backend.get() != &backend || it->second.ejected) return;
+    const auto& outlier = options_.outlier_detection;
+    size_t ejected = 0, ready_not_ejected = 0;
+    for (const auto& [address, entry] : entries_) {
+      if (entry.ejected) ++ejected;
+      if (!entry.ejected && entry.state == GRPC_CHANNEL_READY) ++ready_not_ejected;
+    }
+    size_t max_ejected = std::max<size_t>(
+        1, static_cast<size_t>(static_cast<double>(entries_.size()) *
+                               outlier.max_ejection_percent / 100.0));
+    bool self_ready = it->second.state == GRPC_CHANNEL_READY;
+    if (ejected + 1 > max_ejected || (self_ready && ready_not_ejected <= 1) ||
+        entries_.size() <= 1) {
+      LogWarning("balancer ", owner_.service_name_, ": ", backend.address(),
+                 " failed ", outlier.consecutive_failures,
+                 " calls in a row but is not ejected: too many endpoints are ejected already");
+      backend.consecutive_failures = 0;
+      return;
+    }
+    Entry& entry = it->second;
+    entry.ejected = true;
+    ++entry.ejections;
+    absl::Duration duration = std::min(outlier.base_ejection_time * entry.ejections,
+                                       std::max(outlier.base_ejection_time,
+                                                outlier.max_ejection_time));
+    entry.ejected_until = options_.clock->Now() + duration;
+    backend.consecutive_failures = 0;
+    LogWarning("balancer ", owner_.service_name_, ": ejected ", backend.address(), " for ",
+               absl::FormatDuration(duration), " after ", outlier.consecutive_failures,
+               " failed calls in a row");
+    Rebuild();
+  }
+
+  void OnTick() {
+    absl::Time now = options_.clock->Now();
+    bool changed = false;
+    for (auto& [address, entry] : entries_) {
+      if (entry.ejected && now >= entry.ejected_until) {
+        entry.ejected = false;
+        changed = true;
+        LogInfo("balancer ", owner_.service_name_, ": ", address, " back from ejection");
+      }
+    }
+    if (changed) Rebuild();
+    ResolvePendingPicks();
+  }
+
+  void Rebuild() {
+    std::vector<PickerEndpoint> pickable;
+    auto snapshot = std::make_shared<PickerSnapshot>();
+    std::vector<InfoView> info;
+    for (const auto& [address, entry] : entries_) {
+      info.push_back({entry.backend, entry.state, entry.ejected, entry.ejections});
+      if (entry.state != GRPC_CHANNEL_READY || entry.ejected) continue;
+      pickable.push_back({entry.backend->endpoint(), entry.backend->shared_stats()});
+      snapshot->backends.push_back(entry.backend);
+    }
+    snapshot->picker = policy_.CreatePicker(std::move(pickable), control_random_);
+    snapshot->known_endpoints = known_endpoints_;
+    snapshot->discovery_reported = discovery_reported_;
+    {
+      std::lock_guard<std::mutex> lock(info_mu_);
+      info_ = std::move(info);
+    }
+    snapshot_.store(std::move(snapshot), std::memory_order_release);
+    {
+      std::lock_guard<std::mutex> lock(wait_mu_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wait_cv_.notify_all();
+    ResolvePendingPicks();
+  }
+
+  void ResolvePendingPicks() {
+    if (pending_picks_.empty()) return;
+    auto snapshot = snapshot_.load(std::memory_order_acquire);
+    absl::Time now = options_.clock->Now();
+    std::vector<PendingPick> still_waiting;
+    for (auto& pending : pending_picks_) {
+      auto picked = TryPick(*snapshot, pending.hash_key, pending.avoid);
+      if (picked.ok() || now >= pending.deadline) {
+        pending.done(std::move(picked));
+      } else {
+        still_waiting.push_back(std::move(pending));
+      }
+    }
+    pending_picks_ = std::move(still_waiting);
+  }
+
+  void FailPendingPicks(const std::string& why) {
+    for (auto& pending : pending_picks_) pending.done(absl::UnavailableError(why));
+    pending_picks_.clear();
+  }
+
+  Balancer& owner_;
+  const BalancerOptions& options_;
+  std::unique_ptr<PolicyRegistry> own_registry_;
+  ConfiguredPolicy policy_;
+  LockedRandom control_random_;
+  AtomicRandom pick_random_;
+  std::unique_ptr<discovery::Discovery> discovery_;
+
+  // Serializer thread only.
+  std::map<std::string, Entry> entries_;
+  std::vector<PendingPick> pending_picks_;
+  bool discovery_reported_ = false;
+  size_t known_endpoints_ = 0;
+
+  // Published to the data plane.
+  std::atomic<std::shared_ptr<const PickerSnapshot>> snapshot_;
+  std::atomic<uint64_t> generation_{0};
+  mutable std::mutex wait_mu_;
+  mutable std::condition_variable wait_cv_;
+  mutable std::mutex info_mu_;
+  std::vector<InfoView> info_;
+
+  std::atomic<int64_t> retries_in_flight_{0};
+  std::atomic<bool> shutting_down_{false};
+  grpc::CompletionQueue watch_cq_;
+  std::thread watcher_;
+  std::unique_ptr<WorkSerializer> serializer_;
+};
+
+absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions options) {
+  auto target = discovery::ParseTarget(options.target);
+  if (!target.ok()) return target.status();
+  std::unique_ptr<PolicyRegistry> own_registry;
+  const PolicyRegistry* registry = options.policies;
+  if (registry == nullptr) {
+    own_registry = std::make_unique<PolicyRegistry>();
+    RegisterBuiltinPolicies(*own_registry);
+    registry = own_registry.get();
+  }
+  auto policy = registry->Configure(options.policy, options.policy_config);
+  if (!policy.ok()) return policy.status();
+  if (options.retry.max_attempts < 1) {
+    return absl::InvalidArgumentError("retry: 'max_attempts' must be at least 1");
+  }
+  for (const auto& method : options.retry.idempotent_methods) {
+    if (!absl::StartsWith(method, "/") || method.find('/', 1) == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "retry: idempotent method '", method,
+          "' must look like /package.Service/Method or /package.Service/*"));
+    }
+  }
+  if (options.outlier_detection.consecutive_failures < 1) {
+    return absl::InvalidArgumentError(
+        "outlier_detection: 'consecutive_failures' must be at least 1");
+  }
+  auto discovery = discovery::CreateDiscovery(*target, options.discovery);
+  if (!discovery.ok()) return discovery.status();
+  uint64_t seed = options.random_seed != 0 ? options.random_seed
+                                           : (uint64_t{std::random_device{}()} << 32) ^
+                                                 std::random_device{}();
+  std::unique_ptr<Balancer> balancer(new Balancer(std::move(options), ServiceNameOf(*target)));
+  balancer->impl_ = std::make_unique<Impl>(*balancer, std::move(*policy), std::move(own_registry),
+                                           std::move(*discovery), seed);
+  return balancer;
+}
+
+Balancer::Balancer(BalancerOptions options, std::string service_name)
+    : options_(std::move(options)), service_name_(std::move(service_name)) {}
+
+Balancer::~Balancer() = default;
+
+absl::StatusOr<std::shared_ptr<Backend>> Balancer::Pick(absl::Time deadline,
+                                                         std::optional<uint64_t> hash_key,
+                                                         const Backend* avoid,
+                                                         std::optional<bool> fail_fast) {
+  return impl_->Pick(deadline, hash_key, avoid, fail_fast.value_or(options_.fail_fast));
+}
+
+void Balancer::PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key,
+                         const Backend* avoid, std::optional<bool> fail_fast,
+                         std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done) {
+  impl_->PickAsync(deadline, hash_key, avoid, fail_fast.value_or(options_.fail_fast),
+                   std::move(done));
+}
+
+void Balancer::OnCallStarted(Backend& backend) { backend.stats().OnCallStarted(); }
+
+void Balancer::OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Duration latency) {
+  backend.stats().OnCallFinished(code == grpc::StatusCode::OK || !CountsAsFailure(code), latency,
+                                 options_.clock->Now());
+  impl_->OnCallFinished(backend, code);
+}
+
+bool Balancer::IsIdempotent(absl::string_view method) const {
+  for (const auto& pattern : options_.retry.idempotent_methods) {
+    if (pattern == method) return true;
+    if (absl::EndsWith(pattern, "/*") &&
+        absl::StartsWith(method, absl::string_view(pattern).substr(0, pattern.size() - 1))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+absl::Time Balancer::DeadlineFor(const CallOptions& options) const {
+  if (options.deadline != absl::InfiniteFuture()) return options.deadline;
+  return options_.clock->Now() + options_.default_timeout;
+}
+
+bool Balancer::TryStartRetry() { return impl_->TryStartRetry(); }
+void Balancer::EndRetry() { impl_->EndRetry(); }
+
+namespace {
+
+std::optional<uint64_t> HashOf(const CallOptions& options) {
+  if (!options.hash_key) return std::nullopt;
+  return HashCallKey(*options.hash_key);
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+}  // namespace
+
+grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) {
+  const absl::Time deadline = DeadlineFor(options);
+  const std::optional<uint64_t> hash_key = HashOf(options);
+  impl_->active_calls_.fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<Backend> previous;
+  grpc::Status status;
+  bool retrying = false;
+  for (int attempt_number = 1;; ++attempt_number) {
+    auto picked = Pick(deadline, hash_key, previous.get(), options.fail_fast);
+    if (!picked.ok()) {
+      if (retrying) EndRetry();
+      if (previous == nullptr) status = ToGrpcStatus(picked.status());
+      break;
+    }
+    Backend& backend = **picked;
+    grpc::ClientContext context;
+    context.set_deadline(ToWallDeadline(deadline, *options_.clock));
+    if (options.configure_context) options.configure_context(context);
+    OnCallStarted(backend);
+    absl::Time started = options_.clock->Now();
+    status = attempt(backend.channel(), &context);
+    OnCallFinished(backend, status.error_code(), options_.clock->Now() - started);
+    if (retrying) {
+      EndRetry();
+      retrying = false;
+    }
+    if (status.ok() || status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+        attempt_number >= options_.retry.max_attempts || options_.clock->Now() >= deadline ||
+        !(NeverReachedBackend(status) || IsIdempotent(options.method)) || !TryStartRetry()) {
+      break;
+    }
+    retrying = true;
+    previous = std::move(*picked);
+  }
+  impl_->active_calls_.fetch_sub(1, std::memory_order_relaxed);
+  return status;
+}
+
+namespace {
+
+// One callback-style call across its attempts. Owned by the callbacks in flight.
+struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
+  Balancer* balancer;
+  CallOptions options;
+  Balancer::AsyncAttempt start;
+  std::function<void(grpc::Status)> done;
+  absl::Time deadline;
+  std::optional<uint64_t> hash_key;
+  int attempt_number = 0;
+  bool retrying = false;
+  std::shared_ptr<Backend> previous;
+  std::unique_ptr<grpc::ClientContext> context;
+  std::optional<grpc::Status> last_status;
+  std::atomic<int64_t>* active_calls;
+
+  void Begin() {
+    ++attempt_number;
+    auto self = shared_from_this();
+    balancer->PickAsync(deadline, hash_key, previous.get(), options.fail_fast,
+                        [self](absl::StatusOr<std::shared_ptr<Backend>> picked) {
+                          self->OnPicked(std::move(picked));
+                        });
+  }
+
+  void OnPicked(absl::StatusOr<std::shared_ptr<Backend>> picked) {
+    if (!picked.ok()) {
+      if (retrying) balancer->EndRetry();
+      Finish(last_status ? *last_status : ToGrpcStatus(picked.status()));
+      return;
+    }
+    std::shared_ptr<Backend> backend = std::move(*picked);
+    context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(ToWallDeadline(deadline, balancer->clock()));
+    if (options.configure_context) options.configure_context(*context);
+    balancer->OnCallStarted(*backend);
+    absl::Time started = balancer->clock().Now();
+    auto self = shared_from_this();
+    start(backend->channel(), context.get(), [self, backend, started](grpc::Status status) {
+      self->OnAttemptDone(backend, started, std::move(status));
+    });
+  }
+
+  void OnAttemptDone(const std::shared_ptr<Backend>& backend, absl::Time started,
+                     grpc::Status status) {
+    balancer->OnCallFinished(*backend, status.error_code(), balancer->clock().Now() - started);
+    if (retrying) {
+      balancer->EndRetry();
+      retrying = false;
+    }
+    if (status.ok() || status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+        attempt_number >= balancer->options().retry.max_attempts ||
+        balancer->clock().Now() >= deadline ||
+        !(NeverReachedBackend(status) || balancer->IsIdempotent(options.method)) ||
+        !balancer->TryStartRetry()) {
+      Finish(std::move(status));
+      return;
+    }
+    retrying = true;
+    previous = backend;
+    last_status = std::move(status);
+    Begin();
+  }
+
+  void Finish(grpc::Status status) {
+    active_calls->fetch_sub(1, std::memory_order_relaxed);
+    auto callback = std::move(done);
+    callback(std::move(status));
+  }
+};
+
+}  // namespace
+
+void Balancer::CallAsync(CallOptions options, AsyncAttempt start,
+                         std::function<void(grpc::Status)> done) {
+  auto call = std::make_shared<AsyncCall>();
+  call->balancer = this;
+  call->deadline = DeadlineFor(options);
+  call->hash_key = HashOf(options);
+  call->options = std::move(options);
+  call->start = std::move(start);
+  call->done = std::move(done);
+  call->active_calls = &impl_->active_calls_;
+  impl_->active_calls_.fetch_add(1, std::memory_order_relaxed);
+  call->Begin();
+}
+
+std::vector<BackendInfo> Balancer::Backends() const { return impl_->Backends(); }
+size_t Balancer::ReadyCount() const { return impl_->ReadyCount(); }
+bool Balancer::WaitForReady(size_t count, absl::Duration timeout) const {
+  return impl_->WaitForReady(count, timeout);
+}
+
+}  // namespace sluice::client

@@ -1,0 +1,196 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "sluice/balancer/endpoint_stats.h"
+#include "sluice/balancer/policy.h"
+#include "sluice/core/clock.h"
+#include "sluice/core/endpoint.h"
+#include "sluice/discovery/discovery.h"
+
+namespace sluice::client {
+
+struct RetryOptions {
+  // Methods that may be retried on UNAVAILABLE even after they reached a backend:
+  // "/package.Service/Method", or "/package.Service/*" for every method of a service.
+  // Calls that never reached a backend are retried whatever the method.
+  std::vector<std::string> idempotent_methods;
+  // Attempts per call, the first included.
+  int max_attempts = 3;
+  // Retries in flight are bounded by budget_ratio x calls in flight + budget_min, so a sick
+  // service is not hit by a retry storm.
+  double budget_ratio = 0.2;
+  int budget_min = 3;
+};
+
+struct OutlierDetectionOptions {
+  bool enabled = true;
+  // This many failures in a row (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS) eject an endpoint.
+  int consecutive_failures = 5;
+  // An ejection lasts base_ejection_time x (number of times ejected), at most max_ejection_time.
+  absl::Duration base_ejection_time = absl::Seconds(30);
+  absl::Duration max_ejection_time = absl::Seconds(300);
+  // At most this percentage of the endpoints is ejected at once; the last endpoint never is.
+  double max_ejection_percent = 50;
+};
+
+struct BalancerOptions {
+  // A discovery target: etcd://..., static://..., dns://..., or IP:PORT.
+  std::string target;
+  std::string policy = "round_robin";
+  nlohmann::json policy_config;  // null: the policy's defaults
+  RetryOptions retry;
+  OutlierDetectionOptions outlier_detection;
+  // When no endpoint is ready, a call waits for one until its deadline, unless fail_fast.
+  bool fail_fast = false;
+  // The deadline of calls that set none.
+  absl::Duration default_timeout = absl::Seconds(30);
+  // Credentials and extra arguments for every endpoint's channel (null: insecure).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  grpc::ChannelArguments channel_args;
+  discovery::DiscoveryOptions discovery;
+  // The policies to choose from; null: the built-in ones.
+  const PolicyRegistry* policies = nullptr;
+  Clock* clock = &SystemClock::Instance();
+  // Seeds every random choice; 0: a random seed.
+  uint64_t random_seed = 0;
+};
+
+// One endpoint's connection and statistics. Shared (shared_ptr) by the balancer, the pickers
+// and the calls in flight on it, so a removed endpoint's channel closes only after its last
+// call ends.
+class Backend {
+ public:
+  Backend(Endpoint endpoint, std::shared_ptr<grpc::Channel> channel,
+          std::shared_ptr<EndpointStats> stats)
+      : endpoint_(std::move(endpoint)), channel_(std::move(channel)), stats_(std::move(stats)) {}
+
+  const Endpoint& endpoint() const { return endpoint_; }
+  const std::string& address() const { return endpoint_.address; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  EndpointStats& stats() const { return *stats_; }
+  const std::shared_ptr<EndpointStats>& shared_stats() const { return stats_; }
+
+  // Data plane: failures in a row, for outlier detection.
+  std::atomic<int> consecutive_failures{0};
+  std::atomic<bool> ejection_requested{false};
+  // Set when discovery removed the endpoint: its connection is no longer kept up.
+  std::atomic<bool> removed{false};
+
+ private:
+  const Endpoint endpoint_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::shared_ptr<EndpointStats> stats_;
+};
+
+// What the admin view and tests see of one endpoint.
+struct BackendInfo {
+  std::string address;
+  std::string state;  // "ready", "connecting", "idle", "transient_failure", "ejected"
+  int64_t in_flight = 0;
+  uint64_t calls = 0;
+  uint64_t failures = 0;
+  uint32_t weight = 0;
+  int ejections = 0;
+};
+
+// Options of one call, for the call helpers (call.h).
+struct CallOptions {
+  // The full method name, "/package.Service/Method": decides idempotent retries.
+  std::string method;
+  // The call's deadline; retries never extend it. Infinite: now + default_timeout.
+  absl::Time deadline = absl::InfiniteFuture();
+  // For ring_hash: the value to hash (a user id, a header value).
+  std::optional<std::string> hash_key;
+  // Fail at once when no endpoint is ready, instead of waiting until the deadline.
+  std::optional<bool> fail_fast;
+  // Applied to each attempt's ClientContext (metadata, compression, ...).
+  std::function<void(grpc::ClientContext&)> configure_context;
+};
+
+// The client library's control plane and data plane for one target: watches discovery, keeps
+// one channel (one TCP connection) per endpoint, and picks an endpoint for every call.
+//
+// Threads: discovery and gRPC connectivity callbacks hop onto one serializer thread, which alone
+// changes endpoint state and publishes a new immutable picker. Pick() and the call helpers run
+// on any thread and take no lock unless they must wait for a ready endpoint.
+class Balancer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Balancer>> Create(BalancerOptions options);
+  ~Balancer();
+
+  // Picks a backend for one call. With no ready endpoint it waits until `deadline` (unless
+  // fail_fast) and then fails with UNAVAILABLE saying why. `avoid`, when set and another
+  // endpoint is ready, is not picked (a retry goes elsewhere).
+  absl::StatusOr<std::shared_ptr<Backend>> Pick(absl::Time deadline,
+                                                std::optional<uint64_t> hash_key = std::nullopt,
+                                                const Backend* avoid = nullptr,
+                                                std::optional<bool> fail_fast = std::nullopt);
+  // Like Pick, but never blocks: `done` runs at once when an endpoint is ready, or later on the
+  // balancer's thread when one becomes ready or the deadline passes.
+  void PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key, const Backend* avoid,
+                 std::optional<bool> fail_fast,
+                 std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done);
+
+  // Every call sent to a picked backend is bracketed by these two: in-flight counts, latency
+  // estimates, and outlier detection follow from them.
+  void OnCallStarted(Backend& backend);
+  void OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Duration latency);
+
+  // Blocking unary-style call with retries: `attempt` sends the call on the given channel with
+  // the given context (already carrying the deadline) and returns its status.
+  using Attempt =
+      std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>;
+  grpc::Status Call(const CallOptions& options, const Attempt& attempt);
+
+  // Callback-style call with retries: `start` starts one attempt and calls its `finished` with
+  // the attempt's status; `done` gets the call's final status. Nothing blocks.
+  using AsyncAttempt = std::function<void(const std::shared_ptr<grpc::Channel>&,
+                                          grpc::ClientContext*,
+                                          std::function<void(grpc::Status)> finished)>;
+  void CallAsync(CallOptions options, AsyncAttempt start, std::function<void(grpc::Status)> done);
+
+  // True if `method` is configured idempotent.
+  bool IsIdempotent(absl::string_view method) const;
+  // Deadline of a call with these options, from now.
+  absl::Time DeadlineFor(const CallOptions& options) const;
+
+  // Retry budget: TryStartRetry reserves a retry if the budget allows; EndRetry releases it.
+  bool TryStartRetry();
+  void EndRetry();
+
+  // Introspection, for admin endpoints and tests. Thread-safe.
+  std::vector<BackendInfo> Backends() const;
+  size_t ReadyCount() const;
+  // Waits until at least `count` endpoints are ready.
+  bool WaitForReady(size_t count, absl::Duration timeout) const;
+  const BalancerOptions& options() const { return options_; }
+  Clock& clock() const { return *options_.clock; }
+  // The service's name, for messages: the target's prefix, or the target itself.
+  const std::string& service_name() const { return service_name_; }
+
+  class Impl;
+
+ private:
+  Balancer(BalancerOptions options, std::string service_name);
+
+  BalancerOptions options_;
+  std::string service_name_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::client

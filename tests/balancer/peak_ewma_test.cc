@@ -1,0 +1,81 @@
+#include "sluice/core/clock.h"
+#include "test_util.h"
+
+namespace sluice {
+namespace {
+
+class PeakEwmaTest : public testing::PolicyTest {
+ protected:
+  void Finish(const PickerEndpoint& e, absl::Duration latency) {
+    e.stats->OnCallStarted();
+    e.stats->OnCallFinished(true, latency, clock_.Now());
+  }
+  std::vector<int> Count(const Picker& picker, size_t n, int picks, uint64_t seed) {
+    SeededRandom random(seed);
+    PickArgs args;
+    args.random = &random;
+    args.now = clock_.Now();
+    std::vector<int> counts(n, 0);
+    for (int i = 0; i < picks; ++i) ++counts[picker.Pick(args).index()];
+    return counts;
+  }
+
+  FakeClock clock_;
+};
+
+TEST_F(PeakEwmaTest, NeverPicksTheSlowEndpointAgainstFasterOnes) {
+  const auto endpoints = testing::MakeEndpoints(3);
+  Finish(endpoints[0], absl::Milliseconds(500));
+  Finish(endpoints[1], absl::Milliseconds(10));
+  Finish(endpoints[2], absl::Milliseconds(10));
+  auto picker = Build("peak_ewma", endpoints);
+  // Two distinct candidates per pick: the slow one always loses.
+  const std::vector<int> counts = Count(*picker, 3, 30000, 1);
+  EXPECT_EQ(counts[0], 0);
+  EXPECT_NEAR(counts[1], 15000, 400);
+  EXPECT_NEAR(counts[2], 15000, 400);
+}
+
+TEST_F(PeakEwmaTest, CostGrowsWithCallsInFlight) {
+  const auto endpoints = testing::MakeEndpoints(3);
+  for (const auto& e : endpoints) Finish(e, absl::Milliseconds(10));
+  // 10 ms x (2 + 1) against 10 ms x (0 + 1).
+  endpoints[2].stats->OnCallStarted();
+  endpoints[2].stats->OnCallStarted();
+  auto picker = Build("peak_ewma", endpoints);
+  EXPECT_EQ(Count(*picker, 3, 10000, 2)[2], 0);
+  // But a much slower endpoint loses to a busy fast one: 10 x 3 = 30 < 40 x 1.
+  Finish(endpoints[0], absl::Milliseconds(40));
+  Finish(endpoints[1], absl::Milliseconds(40));
+  const std::vector<int> counts = Count(*picker, 3, 30000, 3);
+  EXPECT_NEAR(counts[2], 20000, 400);
+}
+
+TEST_F(PeakEwmaTest, ASlowEndpointIsProbedAgainOnceItsEstimateDecays) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  Finish(endpoints[0], absl::Milliseconds(500));
+  auto picker = Build("peak_ewma", endpoints);
+  clock_.Advance(absl::Seconds(60));
+  Finish(endpoints[1], absl::Milliseconds(10));
+  // 500 ms x e^-6 = 1.24 ms, now below the fresh 10 ms: the pick's `now` decays it.
+  EXPECT_EQ(Count(*picker, 2, 1000, 4)[0], 1000);
+}
+
+TEST_F(PeakEwmaTest, EndpointsWithoutSamplesCostTheDefaultRtt) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  Finish(endpoints[1], absl::Milliseconds(100));
+  // Default 30 ms < 100 ms: the new endpoint wins every pick.
+  EXPECT_EQ(Count(*Build("peak_ewma", endpoints), 2, 1000, 5)[0], 1000);
+  // With a 200 ms default it loses every pick.
+  auto picker = Build("peak_ewma", endpoints, {{"default_rtt", "200ms"}});
+  EXPECT_EQ(Count(*picker, 2, 1000, 6)[0], 0);
+}
+
+TEST_F(PeakEwmaTest, TheConfiguredDecayGovernsTheStats) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  Build("peak_ewma", endpoints, {{"decay", "1.5s"}});
+  for (const auto& e : endpoints) EXPECT_EQ(e.stats->ewma_decay(), absl::Milliseconds(1500));
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,69 @@
+#include "greeter_backend.h"
+
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace sluice::testing {
+
+class GreeterBackend::Service final : public Greeter::CallbackService {
+ public:
+  Service(std::shared_ptr<std::atomic<int64_t>> calls) : calls_(std::move(calls)) {}
+  void set_identity(std::string identity) { identity_ = std::move(identity); }
+  void set_delay(absl::Duration delay) { delay_nanos_ = absl::ToInt64Nanoseconds(delay); }
+
+  grpc::ServerUnaryReactor* SayHello(grpc::CallbackServerContext* context,
+                                     const HelloRequest* request, HelloReply* reply) override {
+    calls_->fetch_add(1);
+    reply->set_message(absl::StrCat("Hello, ", request->name(), "!, I am ", identity_));
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    int64_t delay = delay_nanos_.load();
+    if (delay <= 0) {
+      reactor->Finish(grpc::Status::OK);
+    } else {
+      std::thread([reactor, delay] {
+        std::this_thread::sleep_for(std::chrono::nanoseconds(delay));
+        reactor->Finish(grpc::Status::OK);
+      }).detach();
+    }
+    return reactor;
+  }
+
+ private:
+  std::shared_ptr<std::atomic<int64_t>> calls_;
+  std::string identity_;
+  std::atomic<int64_t> delay_nanos_{0};
+};
+
+absl::StatusOr<std::unique_ptr<GreeterBackend>> GreeterBackend::Start(const std::string& ip,
+                                                                      int port,
+                                                                      absl::Duration delay) {
+  std::unique_ptr<GreeterBackend> backend(new GreeterBackend());
+  backend->service_ = std::make_unique<Service>(backend->calls_);
+  backend->service_->set_delay(delay);
+  grpc::ServerBuilder builder;
+  int bound = 0;
+  builder.AddListeningPort(absl::StrCat(ip, ":", port), grpc::InsecureServerCredentials(), &bound);
+  builder.RegisterService(backend->service_.get());
+  backend->server_ = builder.BuildAndStart();
+  if (backend->server_ == nullptr || bound == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", ip, ":", port));
+  }
+  backend->address_ = absl::StrCat(ip, ":", bound);
+  backend->service_->set_identity(backend->address_);
+  return backend;
+}
+
+GreeterBackend::~GreeterBackend() { Shutdown(absl::Seconds(1)); }
+
+void GreeterBackend::set_delay(absl::Duration delay) { service_->set_delay(delay); }
+
+void GreeterBackend::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  server_->Wait();
+  server_.reset();
+}
+
+}  // namespace sluice::testing

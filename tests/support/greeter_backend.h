@@ -1,0 +1,39 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "helloworld.grpc.pb.h"
+
+namespace sluice::testing {
+
+// A real Greeter gRPC server inside the test process, on a given loopback address, that counts
+// the calls it answers and can be made slow. Answers like the seed's server.
+class GreeterBackend {
+ public:
+  // port 0 picks a free port.
+  static absl::StatusOr<std::unique_ptr<GreeterBackend>> Start(const std::string& ip, int port = 0,
+                                                               absl::Duration delay = absl::ZeroDuration());
+  ~GreeterBackend();
+
+  const std::string& address() const { return address_; }
+  int64_t calls() const { return calls_->load(); }
+  void set_delay(absl::Duration delay);
+  // Graceful: stops accepting, lets calls in flight finish (up to `grace`).
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+
+ private:
+  class Service;
+  GreeterBackend() = default;
+  std::string address_;
+  std::shared_ptr<std::atomic<int64_t>> calls_ = std::make_shared<std::atomic<int64_t>>(0);
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace sluice::testing
