@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # make demo: a local etcd, three Greeter backends registered at 127.0.0.11-13:50051,
-# `sluice ls`, then the seed's Greeter client. Stops everything it started on exit or Ctrl-C.
+# `sluice ls`, then the seed's Greeter client balancing every call while one backend stops
+# gracefully, one is killed with -9 and a new one registers. Stops everything it started on
+# exit or Ctrl-C.
 set -euo pipefail
 
 BUILD_DIR=${1:-build}
 BIN="$BUILD_DIR/bin"
-CALLS=${DEMO_CALLS:-10}
-INTERVAL=${DEMO_INTERVAL:-500ms}
+CALLS=${DEMO_CALLS:-40}
+INTERVAL=${DEMO_INTERVAL:-250ms}
+STEP=${DEMO_STEP:-2}
 WORK=$(mktemp -d /tmp/sluice-demo-XXXXXX)
 PIDS=()
 
@@ -59,10 +62,31 @@ echo
 echo "\$ sluice ls --etcd $ETCD"
 "$BIN/sluice" ls --etcd "$ETCD"
 echo
-echo "\$ greeter_client --target etcd://$ETCD/services/greeter --calls $CALLS --interval $INTERVAL"
-"$BIN/greeter_client" --target "etcd://$ETCD/services/greeter" --calls "$CALLS" --interval "$INTERVAL"
+echo "\$ greeter_client --target etcd://$ETCD/services/greeter --policy round_robin --calls $CALLS --interval $INTERVAL"
+echo "  (while it runs: 127.0.0.11 stops gracefully, 127.0.0.12 is killed with -9,"
+echo "   and a new backend registers at 127.0.0.14)"
+"$BIN/greeter_client" --target "etcd://$ETCD/services/greeter" --policy round_robin \
+  --calls "$CALLS" --interval "$INTERVAL" > "$WORK/client.log" 2>&1 &
+CLIENT=$!
+PIDS+=($CLIENT)
+step() { sleep "$1"; echo "demo: $2"; }
+step "$STEP" "SIGTERM to 127.0.0.11 (graceful: deregisters, drains, exits)"
+kill -TERM "${PIDS[1]}"
+step "$STEP" "kill -9 127.0.0.12 (a crash: its key stays until the lease expires)"
+kill -KILL "${PIDS[2]}"
+step "$STEP" "starting a new backend at 127.0.0.14:50051"
+"$BIN/greeter_server" --ip 127.0.0.14 --port 50051 --etcd "$ETCD" --service greeter \
+  > "$WORK/greeter-127.0.0.14.log" 2>&1 &
+PIDS+=($!)
+CLIENT_RC=0
+wait "$CLIENT" || CLIENT_RC=$?
+grep -v " INFO " "$WORK/client.log" || true
 echo
-echo "demo: calls each backend received (it prints every name it is sent):"
-for ip in 127.0.0.11 127.0.0.12 127.0.0.13; do
+echo "demo: calls each backend received (each prints every name it is sent):"
+for ip in 127.0.0.11 127.0.0.12 127.0.0.13 127.0.0.14; do
   printf '  %s:50051  %s\n' "$ip" "$(grep -c '^name: ' "$WORK/greeter-$ip.log" || true)"
 done
+echo
+echo "\$ sluice ls --etcd $ETCD   (127.0.0.12 stays listed until its 10 s lease expires)"
+"$BIN/sluice" ls --etcd "$ETCD"
+if [ "$CLIENT_RC" -ne 0 ]; then echo "demo: the client saw failed calls"; exit 1; fi

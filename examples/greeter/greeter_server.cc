@@ -30,13 +30,15 @@ namespace {
 // The seed's servicer. Uses the callback API so a slow call (--delay) does not hold a thread.
 class GreeterService final : public Greeter::CallbackService {
  public:
-  GreeterService(std::string identity, absl::Duration delay)
-      : identity_(std::move(identity)), delay_(delay) {}
+  GreeterService(std::string identity, absl::Duration delay, bool quiet)
+      : identity_(std::move(identity)), delay_(delay), quiet_(quiet) {}
 
   grpc::ServerUnaryReactor* SayHello(grpc::CallbackServerContext* context,
                                      const HelloRequest* request, HelloReply* reply) override {
-    std::printf("name: %s\n", request->name().c_str());
-    std::fflush(stdout);
+    if (!quiet_) {
+      std::printf("name: %s\n", request->name().c_str());
+      std::fflush(stdout);
+    }
     reply->set_message(absl::StrCat("Hello, ", request->name(), "!, I am ", identity_));
     // Lets tools that do not parse the reply (sluice bench, proxies) see who answered.
     context->AddInitialMetadata("sluice-backend", identity_);
@@ -56,6 +58,7 @@ class GreeterService final : public Greeter::CallbackService {
  private:
   const std::string identity_;
   const absl::Duration delay_;
+  const bool quiet_;
 };
 
 std::string EnvOr(const char* name, std::string fallback) {
@@ -79,6 +82,7 @@ int main(int argc, char** argv) {
   std::string grace_text = "500ms";
   std::string drain_text = "10s";
   std::string delay_text = "0s";
+  bool quiet = false;
   app.add_option("--ip", ip, "Address to listen on and to report (env IP)")->capture_default_str();
   app.add_option("--port", port, "Port to listen on (env PORT)")->capture_default_str();
   app.add_option("--etcd", etcd_endpoints,
@@ -95,6 +99,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--delay", delay_text, "Answer every call after this delay (testing)")
       ->capture_default_str();
+  app.add_flag("--quiet", quiet, "Do not print the names received (benchmarks)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -140,7 +145,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  GreeterService greeter(address, delay);
+  GreeterService greeter(address, delay, quiet);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int bound_port = 0;

@@ -38,6 +38,14 @@ TEST_F(LeastRequestTest, MoreChoicesAvoidTheBusyEndpointHarder) {
   EXPECT_NEAR(CountPicks(*picker, 3, 30000, random)[1], 30000 / 27, 150);
 }
 
+TEST_F(LeastRequestTest, ZeroBiasIgnoresLoadWithEqualWeights) {
+  const auto endpoints = testing::MakeEndpoints(3);
+  SetInFlight(endpoints[1], 10);
+  auto picker = Build("least_request", endpoints, {{"active_request_bias", 0.0}});
+  SeededRandom random(8);
+  for (int c : CountPicks(*picker, 3, 30000, random)) EXPECT_NEAR(c, 10000, 300);
+}
+
 TEST_F(LeastRequestTest, ZeroBiasIgnoresLoad) {
   const auto endpoints = testing::MakeWeightedEndpoints({1, 1, 2});
   SetInFlight(endpoints[2], 50);

@@ -196,8 +196,8 @@ TEST(CreateDiscoveryTest, HandBuiltTargetWithoutAddressesIsAnError) {
 }
 
 TEST(CreateDiscoveryTest, DestroyingUnstartedDiscoveryIsFine) {
-  for (const char* target : {"static://127.0.0.1:1", "dns://localhost:1",
-                             "etcd://127.0.0.1:1/services/x"}) {
+  for (const char* target :
+       {"static://127.0.0.1:1", "dns://localhost:1", "etcd://127.0.0.1:1/services/x"}) {
     absl::StatusOr<std::unique_ptr<Discovery>> d = CreateDiscovery(target);
     ASSERT_TRUE(d.ok()) << target << ": " << d.status();
     EXPECT_FALSE((*d)->HasReported());

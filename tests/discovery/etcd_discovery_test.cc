@@ -126,10 +126,13 @@ TEST_F(EtcdDiscoveryTest, ReadsGoManagerValuesAndEveryMetadataForm) {
   EXPECT_EQ(recorder.diff(0).added.size(), 3u);
 
   // The same forms arriving through the watch.
-  Put(Key("d"), R"({"Op":0,"Addr":"127.0.0.14:50051","Metadata":"{\"weight\":40,\"draining\":true}"})");
-  ASSERT_TRUE(WaitFor([&] { return d->Current().Find("127.0.0.14:50051") != nullptr; },
-                      absl::Seconds(10)));
-  const Endpoint* watched = d->Current().Find("127.0.0.14:50051");
+  Put(Key("d"),
+      R"({"Op":0,"Addr":"127.0.0.14:50051","Metadata":"{\"weight\":40,\"draining\":true}"})");
+  ASSERT_TRUE(
+      WaitFor([&] { return d->Current().Find("127.0.0.14:50051") != nullptr; }, absl::Seconds(10)));
+  const EndpointSet now = d->Current();
+  const Endpoint* watched = now.Find("127.0.0.14:50051");
+  ASSERT_NE(watched, nullptr);
   EXPECT_EQ(watched->weight, 40u);
   EXPECT_TRUE(watched->draining);
   // A weight change of a known key is an update, not an add.
@@ -183,8 +186,7 @@ TEST_F(EtcdDiscoveryTest, PutAndDeleteAreSeenWithin100Milliseconds) {
   std::printf("put-to-seen latency: median %s (samples: %s)\n",
               absl::FormatDuration(Median(put_latency)).c_str(), Join(put_latency).c_str());
   std::printf("delete-to-seen latency: median %s (samples: %s)\n",
-              absl::FormatDuration(Median(delete_latency)).c_str(),
-              Join(delete_latency).c_str());
+              absl::FormatDuration(Median(delete_latency)).c_str(), Join(delete_latency).c_str());
   // The median carries the assertion, so one scheduler hiccup on a busy 2-core machine does
   // not fail the test; a polling or batching source would miss it on every sample.
   EXPECT_LT(Median(put_latency), absl::Milliseconds(100));
@@ -306,8 +308,7 @@ TEST_F(EtcdDiscoveryTest, CompactedWatchRevisionLeadsToAFreshList) {
   ASSERT_TRUE(WaitFor(
       [&] {
         return d->Current().Addresses() ==
-               std::vector<std::string>{"127.0.0.13:50051", "127.0.0.14:50051",
-                                        "127.0.0.22:50051"};
+               std::vector<std::string>{"127.0.0.13:50051", "127.0.0.14:50051", "127.0.0.22:50051"};
       },
       absl::Seconds(30)))
       << absl::StrJoin(d->Current().Addresses(), ",");
@@ -319,8 +320,8 @@ TEST_F(EtcdDiscoveryTest, CompactedWatchRevisionLeadsToAFreshList) {
 
   // And the new watch works.
   Put(Key("e"), GoValue("127.0.0.15:50051"));
-  ASSERT_TRUE(WaitFor([&] { return d->Current().Find("127.0.0.15:50051") != nullptr; },
-                      absl::Seconds(10)));
+  ASSERT_TRUE(
+      WaitFor([&] { return d->Current().Find("127.0.0.15:50051") != nullptr; }, absl::Seconds(10)));
 }
 
 TEST_F(EtcdDiscoveryTest, EtcdRestartKeepsTheLastSetAndChangesAreSeenAfterwards) {
@@ -377,8 +378,8 @@ TEST_F(EtcdDiscoveryTest, StopIsPromptAndNoCallbackFollowsIt) {
 
 TEST_F(EtcdDiscoveryTest, SecondMemberIsUsedWhenTheFirstIsDown) {
   Put(Key("a"), GoValue("127.0.0.11:50051"));
-  const std::string target = absl::StrCat("etcd://127.0.0.1:", ::sluice::testing::FreePort(),
-                                          ",", etcd_.endpoint(), "/", kPrefix);
+  const std::string target = absl::StrCat("etcd://127.0.0.1:", ::sluice::testing::FreePort(), ",",
+                                          etcd_.endpoint(), "/", kPrefix);
   absl::StatusOr<std::unique_ptr<Discovery>> d = CreateDiscovery(target, FastOptions());
   ASSERT_TRUE(d.ok()) << d.status();
   (*d)->Start(nullptr);
@@ -401,8 +402,7 @@ TEST(EtcdDiscoveryUnreachableTest, RetriesUntilEtcdAnswersAndStopsPromptly) {
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_FALSE((*d)->HasReported());
   EXPECT_EQ(recorder.count(), 0u);
-  EXPECT_EQ(warnings.CountContaining(etcd.endpoint()), 1u)
-      << absl::StrJoin(warnings.lines(), "\n");
+  EXPECT_EQ(warnings.CountContaining(etcd.endpoint()), 1u) << absl::StrJoin(warnings.lines(), "\n");
 
   absl::Status started = etcd.Start();
   ASSERT_TRUE(started.ok()) << started;

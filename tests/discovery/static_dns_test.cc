@@ -55,8 +55,7 @@ TEST(StaticDiscoveryTest, PlainAddressAndDefaultWeight) {
 TEST(DnsDiscoveryTest, LocalhostResolvesToLoopback) {
   DiscoveryOptions options;
   options.dns_refresh_interval = absl::Milliseconds(20);
-  absl::StatusOr<std::unique_ptr<Discovery>> d =
-      CreateDiscovery("dns://localhost:50051", options);
+  absl::StatusOr<std::unique_ptr<Discovery>> d = CreateDiscovery("dns://localhost:50051", options);
   ASSERT_TRUE(d.ok()) << d.status();
   Recorder recorder;
   (*d)->Start(recorder.Callback());
@@ -82,8 +81,8 @@ TEST(DnsDiscoveryTest, UnresolvableNameKeepsAnEmptySetAndWarns) {
   ASSERT_TRUE(d.ok()) << d.status();
   Recorder recorder;
   (*d)->Start(recorder.Callback());
-  ASSERT_TRUE(WaitFor([&] { return warnings.Contains("no-such-host.invalid"); },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return warnings.Contains("no-such-host.invalid"); }, absl::Seconds(30)));
   // Let a few more attempts fail: one warning for a lasting failure, no report, no crash.
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(warnings.CountContaining("no-such-host.invalid"), 1u);

@@ -105,8 +105,7 @@ TEST_P(BadTargetTest, NamesTheBadPartAndListsTheAcceptedForms) {
 INSTANTIATE_TEST_SUITE_P(
     All, BadTargetTest,
     ::testing::Values(
-        BadCase{"", {"empty"}},
-        BadCase{"etcd:/x", {"no scheme"}},
+        BadCase{"", {"empty"}}, BadCase{"etcd:/x", {"no scheme"}},
         BadCase{"etcd//127.0.0.1:2379/x", {"no scheme"}},
         BadCase{"http://127.0.0.1:80", {"unknown scheme 'http'"}},
         BadCase{"etcd://127.0.0.1:2379", {"key prefix"}},
@@ -123,8 +122,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"static://127.0.0.1:abc", {"'127.0.0.1:abc'", "port"}},
         BadCase{"static://127.0.0.1:50051,127.0.0.2", {"'127.0.0.2'", "port"}},
         BadCase{"127.0.0.1:abc", {"'127.0.0.1:abc'", "port"}},
-        BadCase{"127.0.0.1:70000", {"1 to 65535"}},
-        BadCase{"greeter", {"'greeter'", "port"}},
+        BadCase{"127.0.0.1:70000", {"1 to 65535"}}, BadCase{"greeter", {"'greeter'", "port"}},
         // IPv6 without brackets is ambiguous: the last ':' could be part of the address.
         BadCase{"::1:50051", {"brackets"}},
         BadCase{"static://::1:50051", {"'::1:50051'", "brackets"}},
@@ -134,8 +132,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"static://[not-ipv6]:50051", {"'[not-ipv6]:50051'", "IPv6"}},
         BadCase{"dns://localhost", {"'localhost'", "port"}},
         BadCase{"dns://localhost:0", {"'localhost:0'", "1 to 65535"}},
-        BadCase{"dns://", {"no name"}},
-        BadCase{"dns://a:1,b:2", {"one NAME:PORT"}}));
+        BadCase{"dns://", {"no name"}}, BadCase{"dns://a:1,b:2", {"one NAME:PORT"}}));
 
 TEST(ServicePrefixTest, PrependsServices) {
   EXPECT_EQ(ServicePrefix("greeter"), "services/greeter");

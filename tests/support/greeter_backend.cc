@@ -12,6 +12,7 @@ class GreeterBackend::Service final : public Greeter::CallbackService {
   Service(std::shared_ptr<std::atomic<int64_t>> calls) : calls_(std::move(calls)) {}
   void set_identity(std::string identity) { identity_ = std::move(identity); }
   void set_delay(absl::Duration delay) { delay_nanos_ = absl::ToInt64Nanoseconds(delay); }
+  void set_failure(grpc::StatusCode code) { failure_ = static_cast<int>(code); }
 
   grpc::ServerUnaryReactor* SayHello(grpc::CallbackServerContext* context,
                                      const HelloRequest* request, HelloReply* reply) override {
@@ -19,12 +20,16 @@ class GreeterBackend::Service final : public Greeter::CallbackService {
     reply->set_message(absl::StrCat("Hello, ", request->name(), "!, I am ", identity_));
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     int64_t delay = delay_nanos_.load();
+    grpc::Status status = grpc::Status::OK;
+    if (int failure = failure_.load(); failure != 0) {
+      status = grpc::Status(static_cast<grpc::StatusCode>(failure), "injected failure");
+    }
     if (delay <= 0) {
-      reactor->Finish(grpc::Status::OK);
+      reactor->Finish(status);
     } else {
-      std::thread([reactor, delay] {
+      std::thread([reactor, delay, status] {
         std::this_thread::sleep_for(std::chrono::nanoseconds(delay));
-        reactor->Finish(grpc::Status::OK);
+        reactor->Finish(status);
       }).detach();
     }
     return reactor;
@@ -34,6 +39,7 @@ class GreeterBackend::Service final : public Greeter::CallbackService {
   std::shared_ptr<std::atomic<int64_t>> calls_;
   std::string identity_;
   std::atomic<int64_t> delay_nanos_{0};
+  std::atomic<int> failure_{0};
 };
 
 absl::StatusOr<std::unique_ptr<GreeterBackend>> GreeterBackend::Start(const std::string& ip,
@@ -58,6 +64,7 @@ absl::StatusOr<std::unique_ptr<GreeterBackend>> GreeterBackend::Start(const std:
 GreeterBackend::~GreeterBackend() { Shutdown(absl::Seconds(1)); }
 
 void GreeterBackend::set_delay(absl::Duration delay) { service_->set_delay(delay); }
+void GreeterBackend::set_failure(grpc::StatusCode code) { service_->set_failure(code); }
 
 void GreeterBackend::Shutdown(absl::Duration grace) {
   if (server_ == nullptr) return;

@@ -24,6 +24,8 @@ class GreeterBackend {
   const std::string& address() const { return address_; }
   int64_t calls() const { return calls_->load(); }
   void set_delay(absl::Duration delay);
+  // Every call answers with this status (after the delay); OK answers normally.
+  void set_failure(grpc::StatusCode code);
   // Graceful: stops accepting, lets calls in flight finish (up to `grace`).
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 

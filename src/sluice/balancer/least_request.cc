@@ -41,8 +41,14 @@ class LeastRequestPicker final : public Picker {
     if (n == 0) return PickResult::None();
     if (n == 1) return PickResult::Chosen(set_.endpoints[0].index);
     Random& random = *args.random;
+    if (bias_ == 0.0) {
+      // Load ignored: every comparison would tie, and ties keep the first draw.
+      const size_t i =
+          set_.equal_weights ? static_cast<size_t>(random.Uniform(n)) : sampler_.Draw(random);
+      return PickResult::Chosen(set_.endpoints[i].index);
+    }
     if (set_.equal_weights) {
-      // Fewest in flight wins; the bias cannot change an order between equal weights.
+      // Fewest in flight wins: a bias > 0 cannot change an order between equal weights.
       const PickableEndpoint* best = &set_.endpoints[random.Uniform(n)];
       int64_t best_load = best->stats->in_flight();
       for (int i = 1; i < choice_count_; ++i) {

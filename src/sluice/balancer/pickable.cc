@@ -1,5 +1,6 @@
 #include "sluice/balancer/pickable.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace sluice {
@@ -41,12 +42,13 @@ WeightedSampler::WeightedSampler(const std::vector<PickableEndpoint>& endpoints)
                 static_cast<double>(total);
     (scaled[i] < 1.0 ? small : large).push_back(static_cast<uint32_t>(i));
   }
-  columns_.assign(n, Column{uint64_t{1} << 32, 0});
+  columns_.resize(n);
   while (!small.empty() && !large.empty()) {
     const uint32_t s = small.back();
     small.pop_back();
     const uint32_t l = large.back();
-    columns_[s] = {static_cast<uint64_t>(std::llround(scaled[s] * 4294967296.0)), l};
+    const double threshold = std::min(std::round(scaled[s] * 4294967296.0), 4294967295.0);
+    columns_[s] = {static_cast<uint32_t>(threshold), l};
     scaled[l] -= 1.0 - scaled[s];
     if (scaled[l] < 1.0) {
       large.pop_back();
@@ -54,8 +56,8 @@ WeightedSampler::WeightedSampler(const std::vector<PickableEndpoint>& endpoints)
     }
   }
   // Whatever is left holds probability 1 up to rounding: always keep it.
-  for (uint32_t i : small) columns_[i] = {uint64_t{1} << 32, i};
-  for (uint32_t i : large) columns_[i] = {uint64_t{1} << 32, i};
+  for (uint32_t i : small) columns_[i] = {0, i};
+  for (uint32_t i : large) columns_[i] = {0, i};
 }
 
 }  // namespace sluice

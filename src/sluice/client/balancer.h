@@ -1,8 +1,11 @@
 #pragma once
 
+#include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 
+#include <array>
 #include <atomic>
+#include <map>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -59,8 +62,9 @@ struct BalancerOptions {
   bool fail_fast = false;
   // The deadline of calls that set none.
   absl::Duration default_timeout = absl::Seconds(30);
-  // Credentials and extra arguments for every endpoint's channel (null: insecure).
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Makes the credentials of one endpoint's channel, in gRPC's C API (the balancer releases
+  // them); unset: insecure. Extra arguments for every endpoint's channel.
+  std::function<grpc_channel_credentials*()> make_credentials;
   grpc::ChannelArguments channel_args;
   discovery::DiscoveryOptions discovery;
   // The policies to choose from; null: the built-in ones.
@@ -75,15 +79,34 @@ struct BalancerOptions {
 // call ends.
 class Backend {
  public:
-  Backend(Endpoint endpoint, std::shared_ptr<grpc::Channel> channel,
+  Backend(Endpoint endpoint, std::shared_ptr<grpc::Channel> channel, grpc_channel* c_channel,
           std::shared_ptr<EndpointStats> stats)
-      : endpoint_(std::move(endpoint)), channel_(std::move(channel)), stats_(std::move(stats)) {}
+      : endpoint_(std::move(endpoint)),
+        channel_(std::move(channel)),
+        c_channel_(c_channel),
+        stats_(std::move(stats)) {}
 
   const Endpoint& endpoint() const { return endpoint_; }
   const std::string& address() const { return endpoint_.address; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  // The same channel in gRPC's C API (owned by channel()).
+  grpc_channel* c_channel() const { return c_channel_; }
   EndpointStats& stats() const { return *stats_; }
   const std::shared_ptr<EndpointStats>& shared_stats() const { return stats_; }
+
+  // The generated stub of service type Stub on this endpoint's channel, made once and shared by
+  // every call (stubs are thread-safe). Making one per call would register its methods with
+  // the channel each time, under a channel-wide lock.
+  template <typename Stub>
+  Stub& StubFor() const {
+    static const size_t slot = NextStubSlot();
+    void* stub = FindStub(slot);
+    if (stub == nullptr) {
+      auto made = std::make_shared<Stub>(channel_);
+      stub = AddStub(slot, std::shared_ptr<void>(made, made.get()));
+    }
+    return *static_cast<Stub*>(stub);
+  }
 
   // Data plane: failures in a row, for outlier detection.
   std::atomic<int> consecutive_failures{0};
@@ -93,8 +116,19 @@ class Backend {
 
  private:
   const Endpoint endpoint_;
+  static constexpr size_t kStubSlots = 16;
+  static size_t NextStubSlot();
+  void* FindStub(size_t slot) const;
+  // Returns the stub now in the slot: `stub`, or one another thread added first.
+  void* AddStub(size_t slot, std::shared_ptr<void> stub) const;
+
   const std::shared_ptr<grpc::Channel> channel_;
+  grpc_channel* const c_channel_;
   const std::shared_ptr<EndpointStats> stats_;
+  // Lock-free reads of the first kStubSlots service types; the rest (rare) under the lock.
+  mutable std::array<std::atomic<void*>, kStubSlots> stub_slots_{};
+  mutable std::mutex stubs_mu_;
+  mutable std::map<size_t, std::shared_ptr<void>> stubs_;
 };
 
 // What the admin view and tests see of one endpoint.
@@ -151,16 +185,15 @@ class Balancer {
   void OnCallStarted(Backend& backend);
   void OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Duration latency);
 
-  // Blocking unary-style call with retries: `attempt` sends the call on the given channel with
-  // the given context (already carrying the deadline) and returns its status.
-  using Attempt =
-      std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>;
+  // Blocking unary-style call with retries: `attempt` sends the call to the given backend (its
+  // channel(), or a StubFor) with the given context (already carrying the deadline) and
+  // returns its status.
+  using Attempt = std::function<grpc::Status(const Backend&, grpc::ClientContext*)>;
   grpc::Status Call(const CallOptions& options, const Attempt& attempt);
 
   // Callback-style call with retries: `start` starts one attempt and calls its `finished` with
   // the attempt's status; `done` gets the call's final status. Nothing blocks.
-  using AsyncAttempt = std::function<void(const std::shared_ptr<grpc::Channel>&,
-                                          grpc::ClientContext*,
+  using AsyncAttempt = std::function<void(const Backend&, grpc::ClientContext*,
                                           std::function<void(grpc::Status)> finished)>;
   void CallAsync(CallOptions options, AsyncAttempt start, std::function<void(grpc::Status)> done);
 

@@ -22,13 +22,9 @@ grpc::Status UnaryCall(Balancer& balancer,
                        grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
                                                     Response*),
                        const CallOptions& options, const Request& request, Response* response) {
-  return balancer.Call(options, [&](const std::shared_ptr<grpc::Channel>& channel,
-                                    grpc::ClientContext* context) {
-    // A stub only names the channel's methods; making one per attempt costs far less than the
-    // call, and keeps no per-endpoint cache to invalidate.
-    Stub stub(channel);
+  return balancer.Call(options, [&](const Backend& backend, grpc::ClientContext* context) {
     response->Clear();
-    return (stub.*method)(context, request, response);
+    return (backend.StubFor<Stub>().*method)(context, request, response);
   });
 }
 
@@ -43,15 +39,10 @@ void UnaryCallAsync(Balancer& balancer, CallOptions options, const Request* requ
                     Response* response, Start start, std::function<void(grpc::Status)> done) {
   balancer.CallAsync(
       std::move(options),
-      [request, response, start](const std::shared_ptr<grpc::Channel>& channel,
-                                 grpc::ClientContext* context,
+      [request, response, start](const Backend& backend, grpc::ClientContext* context,
                                  std::function<void(grpc::Status)> finished) {
-        auto stub = std::make_shared<Stub>(channel);
         response->Clear();
-        start(*stub, context, request, response,
-              [stub, finished = std::move(finished)](grpc::Status status) {
-                finished(std::move(status));
-              });
+        start(backend.StubFor<Stub>(), context, request, response, std::move(finished));
       },
       std::move(done));
 }

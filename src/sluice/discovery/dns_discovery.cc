@@ -4,8 +4,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -72,9 +72,8 @@ class DnsDiscovery final : public Discovery {
         std::vector<Endpoint> endpoints;
         for (const std::string& ip : *ips) {
           Endpoint endpoint;
-          endpoint.address = ip.find(':') == std::string::npos
-                                 ? absl::StrCat(ip, ":", port_)
-                                 : absl::StrCat("[", ip, "]:", port_);
+          endpoint.address = ip.find(':') == std::string::npos ? absl::StrCat(ip, ":", port_)
+                                                               : absl::StrCat("[", ip, "]:", port_);
           endpoints.push_back(std::move(endpoint));
         }
         Publish(EndpointSet(std::move(endpoints)));
@@ -120,8 +119,8 @@ absl::StatusOr<std::vector<std::string>> ResolveWithGetaddrinfo(const std::strin
   addrinfo* result = nullptr;
   int rc = getaddrinfo(host.c_str(), nullptr, &hints, &result);
   if (rc != 0) {
-    std::string message = absl::StrCat("cannot resolve '", host, "': ",
-                                       rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    std::string message = absl::StrCat(
+        "cannot resolve '", host, "': ", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
     if (rc == EAI_NONAME || rc == EAI_NODATA) return absl::NotFoundError(message);
     return absl::UnavailableError(message);
   }

@@ -116,8 +116,8 @@ class EtcdDiscovery final : public Discovery {
       if (!end.has_value()) return;  // stopping
       if (absl::IsOutOfRange(end->status)) {
         // Events were lost to compaction: only a fresh list gives the true set again.
-        LogInfo(name_, ": watch revision was compacted (compact revision ",
-                end->compact_revision, "); listing again");
+        LogInfo(name_, ": watch revision was compacted (compact revision ", end->compact_revision,
+                "); listing again");
         listed = false;
         continue;
       }
@@ -247,8 +247,7 @@ class EtcdDiscovery final : public Discovery {
   // Waits `duration` unless Stop() comes first; returns false on Stop().
   bool Sleep(absl::Duration duration) {
     std::unique_lock<std::mutex> lock(state_mu_);
-    return !wake_.wait_for(lock, absl::ToChronoNanoseconds(duration),
-                           [this] { return stopping_; });
+    return !wake_.wait_for(lock, absl::ToChronoNanoseconds(duration), [this] { return stopping_; });
   }
 
   const std::unique_ptr<etcd::EtcdClient> client_;
@@ -299,8 +298,7 @@ absl::StatusOr<std::unique_ptr<Discovery>> NewEtcdDiscovery(const Target& target
   absl::StatusOr<std::unique_ptr<etcd::EtcdClient>> client =
       etcd::EtcdClient::Create(std::move(client_options));
   if (!client.ok()) return client.status();
-  return std::make_unique<EtcdDiscovery>(*std::move(client), std::move(prefix),
-                                         std::move(options));
+  return std::make_unique<EtcdDiscovery>(*std::move(client), std::move(prefix), std::move(options));
 }
 
 }  // namespace sluice::discovery

@@ -9,8 +9,7 @@ namespace {
 
 class StaticDiscovery final : public Discovery {
  public:
-  explicit StaticDiscovery(std::vector<std::string> addresses)
-      : addresses_(std::move(addresses)) {}
+  explicit StaticDiscovery(std::vector<std::string> addresses) : addresses_(std::move(addresses)) {}
   ~StaticDiscovery() override { Stop(); }
 
   void Start(EndpointSetCallback callback) override {

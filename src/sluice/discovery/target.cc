@@ -76,8 +76,8 @@ absl::StatusOr<Target> ParseDns(Target target, absl::string_view rest) {
   }
   absl::StatusOr<HostPort> parsed = ParseHostPort(rest);
   if (!parsed.ok()) {
-    return BadTarget(target.text, absl::StrCat("dns name '", rest, "': ",
-                                               parsed.status().message()));
+    return BadTarget(target.text,
+                     absl::StrCat("dns name '", rest, "': ", parsed.status().message()));
   }
   target.scheme = Target::Scheme::kDns;
   target.dns_host = parsed->host;
@@ -97,8 +97,9 @@ absl::StatusOr<Target> ParseTarget(absl::string_view text) {
     // No scheme: only a plain address is allowed. Anything with a '/' is a mistyped scheme
     // ("etcd:/x", "etcd//x") rather than an address, so say that instead of "bad port".
     if (text.find('/') != absl::string_view::npos) {
-      return BadTarget(text, "no scheme: expected SCHEME:// (etcd://, static:// or dns://) "
-                             "or a plain IP:PORT without '/'");
+      return BadTarget(text,
+                       "no scheme: expected SCHEME:// (etcd://, static:// or dns://) "
+                       "or a plain IP:PORT without '/'");
     }
     absl::StatusOr<HostPort> parsed = ParseHostPort(text);
     if (!parsed.ok()) return BadTarget(text, parsed.status().message());

@@ -1,0 +1,254 @@
+// End-to-end: the Sluice client library against gRPC's own round_robin, on three local Greeter
+// backends (greeter_server processes), side by side in one run, interleaved, each cell the
+// median of several rounds. 64 calls in flight through the callback API on both sides.
+//
+//   build/bench/client_e2e_bench [--duration 3s] [--rounds 3] [--inflight 64]
+//                                [--out bench/results/client_e2e.md]
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "helloworld.grpc.pb.h"
+#include "process.h"
+#include "sluice/client/balancer.h"
+#include "sluice/client/call.h"
+
+namespace {
+
+using sluice::testing::ChildProcess;
+
+struct RunResult {
+  double qps = 0;
+  absl::Duration p50, p99;
+  int64_t failed = 0;
+};
+
+// Keeps `inflight` calls going until `duration` passes; `issue(i, done)` starts call i.
+using Issue = std::function<void(int64_t index, std::function<void(bool ok)> done)>;
+
+RunResult Drive(int inflight, absl::Duration duration, const Issue& issue) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int64_t> latencies_ns;
+  latencies_ns.reserve(1 << 20);
+  int64_t failed = 0, outstanding = 0, next_index = 0;
+  const absl::Time end = absl::Now() + duration;
+  const absl::Time start = absl::Now();
+
+  std::function<void()> launch;
+  launch = [&] {
+    int64_t index;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      index = next_index++;
+      ++outstanding;
+    }
+    absl::Time sent = absl::Now();
+    issue(index, [&, sent](bool ok) {
+      absl::Time now = absl::Now();
+      bool again;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (ok) {
+          latencies_ns.push_back(absl::ToInt64Nanoseconds(now - sent));
+        } else {
+          ++failed;
+        }
+        --outstanding;
+        again = now < end;
+        if (!again && outstanding == 0) cv.notify_all();
+      }
+      if (again) launch();
+    });
+  };
+  for (int i = 0; i < inflight; ++i) launch();
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return outstanding == 0 && absl::Now() >= end; });
+  absl::Duration elapsed = absl::Now() - start;
+  RunResult result;
+  result.failed = failed;
+  result.qps = static_cast<double>(latencies_ns.size()) / absl::ToDoubleSeconds(elapsed);
+  std::sort(latencies_ns.begin(), latencies_ns.end());
+  if (!latencies_ns.empty()) {
+    result.p50 = absl::Nanoseconds(latencies_ns[latencies_ns.size() / 2]);
+    result.p99 = absl::Nanoseconds(latencies_ns[latencies_ns.size() * 99 / 100]);
+  }
+  return result;
+}
+
+RunResult RunGrpcRoundRobin(const std::vector<std::string>& backends, int connections,
+                            int inflight, absl::Duration duration) {
+  std::vector<std::unique_ptr<Greeter::Stub>> stubs;
+  for (int i = 0; i < connections; ++i) {
+    grpc::ChannelArguments args;
+    args.SetServiceConfigJSON(R"({"loadBalancingConfig":[{"round_robin":{}}]})");
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel = grpc::CreateCustomChannel("ipv4:" + absl::StrJoin(backends, ","),
+                                             grpc::InsecureChannelCredentials(), args);
+    channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    stubs.push_back(Greeter::NewStub(channel));
+  }
+  struct Call {
+    grpc::ClientContext context;
+    HelloRequest request;
+    HelloReply reply;
+  };
+  return Drive(inflight, duration, [&](int64_t index, std::function<void(bool)> done) {
+    auto call = std::make_shared<Call>();
+    call->request.set_name("bench");
+    // The same per-call deadline on both sides (it costs gRPC a timer per call).
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    stubs[index % connections]->async()->SayHello(
+        &call->context, &call->request, &call->reply,
+        [call, done = std::move(done)](grpc::Status status) { done(status.ok()); });
+  });
+}
+
+RunResult RunSluice(const std::vector<std::string>& backends, int connections, int inflight,
+                    absl::Duration duration) {
+  std::vector<std::unique_ptr<sluice::client::Balancer>> balancers;
+  for (int i = 0; i < connections; ++i) {
+    sluice::client::BalancerOptions options;
+    options.target = "static://" + absl::StrJoin(backends, ",");
+    options.policy = "round_robin";
+    auto balancer = sluice::client::Balancer::Create(options);
+    if (!balancer.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(balancer.status().message()).c_str());
+      std::exit(1);
+    }
+    (*balancer)->WaitForReady(backends.size(), absl::Seconds(10));
+    balancers.push_back(std::move(*balancer));
+  }
+  struct Call {
+    HelloRequest request;
+    HelloReply reply;
+  };
+  return Drive(inflight, duration, [&](int64_t index, std::function<void(bool)> done) {
+    auto call = std::make_shared<Call>();
+    call->request.set_name("bench");
+    sluice::client::CallOptions options;
+    options.method = "/Greeter/SayHello";
+    options.deadline = balancers[index % connections]->clock().Now() + absl::Seconds(10);
+    sluice::client::UnaryCallAsync<Greeter::Stub>(
+        *balancers[index % connections], std::move(options), &call->request, &call->reply,
+        [](Greeter::Stub& stub, grpc::ClientContext* context, const HelloRequest* request,
+           HelloReply* reply, std::function<void(grpc::Status)> finished) {
+          stub.async()->SayHello(context, request, reply, std::move(finished));
+        },
+        [call, done = std::move(done)](grpc::Status status) { done(status.ok()); });
+  });
+}
+
+std::string Ms(absl::Duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.3f", absl::ToDoubleMilliseconds(d));
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sluice client library vs gRPC round_robin, end to end"};
+  std::string duration_text = "3s";
+  int rounds = 3;
+  int inflight = 64;
+  std::string out = "bench/results/client_e2e.md";
+  std::string only;
+  app.add_option("--duration", duration_text, "Length of each run")->capture_default_str();
+  app.add_option("--rounds", rounds, "Rounds (median reported)")->capture_default_str();
+  app.add_option("--inflight", inflight, "Calls in flight")->capture_default_str();
+  app.add_option("--out", out, "Markdown results file")->capture_default_str();
+  app.add_option("--only", only, "Run one side only, for profiling: grpc or sluice (no report)");
+  CLI11_PARSE(app, argc, argv);
+  absl::Duration duration;
+  if (!absl::ParseDuration(duration_text, &duration)) {
+    std::fprintf(stderr, "--duration: not a duration: %s\n", duration_text.c_str());
+    return 2;
+  }
+
+  std::vector<ChildProcess> servers;
+  std::vector<std::string> backends;
+  for (int i = 0; i < 3; ++i) {
+    std::string ip = absl::StrCat("127.0.0.", 11 + i);
+    int port = sluice::testing::FreePort();
+    auto child = ChildProcess::Start({sluice::testing::BuiltBinary("bin/greeter_server"), "--ip",
+                                      ip, "--port", std::to_string(port), "--quiet"},
+                                     {}, "/dev/null");
+    if (!child.ok()) return 1;
+    servers.push_back(std::move(*child));
+    backends.push_back(absl::StrCat(ip, ":", port));
+    sluice::testing::WaitFor([&] { return sluice::testing::CanConnect(ip, port); },
+                             absl::Seconds(10));
+  }
+
+  if (!only.empty()) {
+    for (int round = 0; round < rounds; ++round) {
+      RunResult r = only == "grpc" ? RunGrpcRoundRobin(backends, 1, inflight, duration)
+                                   : RunSluice(backends, 1, inflight, duration);
+      std::printf("%s: %.0f calls/s p50 %s ms p99 %s ms\n", only.c_str(), r.qps, Ms(r.p50).c_str(),
+                  Ms(r.p99).c_str());
+    }
+    return 0;
+  }
+  // cell -> per-round results; interleaved so drift hits both sides alike.
+  std::map<std::string, std::vector<RunResult>> cells;
+  const std::vector<int> connection_counts = {1, 8};
+  for (int round = 0; round < rounds; ++round) {
+    for (int connections : connection_counts) {
+      RunResult grpc_result = RunGrpcRoundRobin(backends, connections, inflight, duration);
+      RunResult sluice_result = RunSluice(backends, connections, inflight, duration);
+      cells[absl::StrCat("grpc/", connections)].push_back(grpc_result);
+      cells[absl::StrCat("sluice/", connections)].push_back(sluice_result);
+      std::fprintf(stderr, "round %d, %d conn: grpc %.0f/s  sluice %.0f/s\n", round + 1,
+                   connections, grpc_result.qps, sluice_result.qps);
+    }
+  }
+  auto median = [](std::vector<RunResult> runs) {
+    std::sort(runs.begin(), runs.end(),
+              [](const RunResult& a, const RunResult& b) { return a.qps < b.qps; });
+    return runs[runs.size() / 2];
+  };
+
+  std::string report = absl::StrCat(
+      "# Client library vs gRPC round_robin, end to end\n\n",
+      "Command: `build/bench/client_e2e_bench --duration ", duration_text, " --rounds ", rounds,
+      " --inflight ", inflight, "`  \n",
+      "Date: ", absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone()), "  \n",
+      "Setup: 3 greeter_server processes (127.0.0.11-13, --quiet), one client process, ",
+      inflight, " unary SayHello calls in flight (callback API, 10 s deadline each), ", std::thread::hardware_concurrency(),
+      " cores shared by all. Cells are the median of ", rounds,
+      " interleaved rounds. gRPC: channel `ipv4:a,b,c` with the round_robin service config, "
+      "local subchannel pool; N connections = N channels used in turn. Sluice: "
+      "Balancer(static://a,b,c, round_robin) and UnaryCallAsync; N connections = N balancers.\n\n",
+      "| connections per backend | gRPC calls/s | Sluice calls/s | ratio | gRPC p50 ms | Sluice p50 ms | "
+      "gRPC p99 ms | Sluice p99 ms | failed |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (int connections : connection_counts) {
+    RunResult g = median(cells[absl::StrCat("grpc/", connections)]);
+    RunResult s = median(cells[absl::StrCat("sluice/", connections)]);
+    char ratio[16];
+    std::snprintf(ratio, sizeof(ratio), "%.3f", s.qps / g.qps);
+    absl::StrAppend(&report, "| ", connections, " | ", static_cast<int64_t>(g.qps), " | ",
+                    static_cast<int64_t>(s.qps), " | ", ratio, " | ", Ms(g.p50), " | ", Ms(s.p50),
+                    " | ", Ms(g.p99), " | ", Ms(s.p99), " | ", g.failed + s.failed, " |\n");
+  }
+  absl::StrAppend(&report, "\nGoal: Sluice calls/s >= 0.97 x gRPC's.\n");
+  std::ofstream(out) << report;
+  std::printf("%s", report.c_str());
+  return 0;
+}

@@ -1,0 +1,244 @@
+// Outlier ejection, retries, budgets and deadlines, with real backends that fail on purpose and
+// an injected clock for the ejection timeline.
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "etcd_process.h"
+#include "greeter_backend.h"
+#include "load.h"
+#include "process.h"
+#include "sluice/client/balancer.h"
+#include "sluice/client/call.h"
+#include "sluice/registry/registrar.h"
+
+namespace sluice {
+namespace {
+
+using testing::GreeterBackend;
+using testing::WaitFor;
+
+struct Fixture {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  std::string target;
+
+  explicit Fixture(int count) {
+    std::vector<std::string> addresses;
+    for (int i = 0; i < count; ++i) {
+      auto backend = GreeterBackend::Start(absl::StrCat("127.0.0.", 21 + i));
+      EXPECT_TRUE(backend.ok()) << backend.status();
+      addresses.push_back((*backend)->address());
+      backends.push_back(std::move(*backend));
+    }
+    target = "static://" + absl::StrJoin(addresses, ",");
+  }
+  int64_t TotalCalls() const {
+    int64_t total = 0;
+    for (const auto& b : backends) total += b->calls();
+    return total;
+  }
+};
+
+grpc::Status SayHello(client::Balancer& balancer, absl::Duration timeout = absl::Seconds(5)) {
+  HelloRequest request;
+  HelloReply reply;
+  client::CallOptions options;
+  options.method = "/Greeter/SayHello";
+  options.deadline = balancer.clock().Now() + timeout;
+  return client::UnaryCall(balancer, &Greeter::Stub::SayHello, options, request, &reply);
+}
+
+const client::BackendInfo* Find(const std::vector<client::BackendInfo>& infos,
+                                const std::string& address) {
+  for (const auto& info : infos) {
+    if (info.address == address) return &info;
+  }
+  return nullptr;
+}
+
+TEST(OutlierDetectionTest, EjectsAfterConsecutiveFailuresAndReturnsAfterTheEjectionTime) {
+  Fixture fixture(3);
+  fixture.backends[0]->set_failure(grpc::StatusCode::UNAVAILABLE);
+  FakeClock clock;
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.clock = &clock;
+  options.outlier_detection.consecutive_failures = 3;
+  options.outlier_detection.base_ejection_time = absl::Seconds(10);
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(10)));
+
+  int failed = 0;
+  for (int i = 0; i < 30; ++i) {
+    if (!SayHello(**balancer).ok()) ++failed;
+  }
+  // Round robin reaches the bad backend every third call: three failures, then it is ejected
+  // (the ejection is applied on the balancer's thread, so allow one more call in between).
+  EXPECT_GE(failed, 3);
+  EXPECT_LE(failed, 4);
+  EXPECT_EQ(fixture.backends[0]->calls(), failed);
+  auto infos = (*balancer)->Backends();
+  ASSERT_NE(Find(infos, fixture.backends[0]->address()), nullptr);
+  EXPECT_EQ(Find(infos, fixture.backends[0]->address())->state, "ejected");
+  EXPECT_EQ(Find(infos, fixture.backends[0]->address())->ejections, 1);
+  EXPECT_EQ((*balancer)->ReadyCount(), 2u);
+
+  // Still ejected just before the ejection time; back right after it.
+  clock.Advance(absl::Seconds(9));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ((*balancer)->ReadyCount(), 2u);
+  clock.Advance(absl::Seconds(2));
+  EXPECT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 3; }, absl::Seconds(2)));
+
+  // Ejected a second time, the ejection lasts twice as long.
+  for (int i = 0; i < 30; ++i) SayHello(**balancer).IgnoreError();
+  EXPECT_EQ(Find((*balancer)->Backends(), fixture.backends[0]->address())->ejections, 2);
+  clock.Advance(absl::Seconds(15));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ((*balancer)->ReadyCount(), 2u);
+  clock.Advance(absl::Seconds(6));
+  EXPECT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 3; }, absl::Seconds(2)));
+}
+
+TEST(OutlierDetectionTest, NeverEjectsMoreThanTheMaximumShareNorTheLastEndpoint) {
+  Fixture fixture(3);
+  for (auto& b : fixture.backends) b->set_failure(grpc::StatusCode::INTERNAL);
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.outlier_detection.consecutive_failures = 2;
+  options.outlier_detection.max_ejection_percent = 50;  // of 3: at most 1
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(10)));
+  for (int i = 0; i < 60; ++i) SayHello(**balancer).IgnoreError();
+  int ejected = 0;
+  for (const auto& info : (*balancer)->Backends()) ejected += info.state == "ejected";
+  EXPECT_EQ(ejected, 1);
+  EXPECT_EQ((*balancer)->ReadyCount(), 2u);
+
+  Fixture single(1);
+  single.backends[0]->set_failure(grpc::StatusCode::INTERNAL);
+  options.target = single.target;
+  options.outlier_detection.max_ejection_percent = 100;
+  auto lone = client::Balancer::Create(options);
+  ASSERT_TRUE(lone.ok());
+  ASSERT_TRUE((*lone)->WaitForReady(1, absl::Seconds(10)));
+  for (int i = 0; i < 10; ++i) SayHello(**lone).IgnoreError();
+  EXPECT_EQ((*lone)->ReadyCount(), 1u) << "the last endpoint must never be ejected";
+  EXPECT_EQ(single.backends[0]->calls(), 10);
+}
+
+TEST(RetryTest, IdempotentMethodsAreRetriedOnOtherBackendsUpToMaxAttempts) {
+  Fixture fixture(3);
+  fixture.backends[0]->set_failure(grpc::StatusCode::UNAVAILABLE);
+  fixture.backends[1]->set_failure(grpc::StatusCode::UNAVAILABLE);
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.outlier_detection.enabled = false;
+  options.retry.idempotent_methods = {"/Greeter/*"};
+  options.retry.max_attempts = 3;
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(10)));
+  for (int i = 0; i < 20; ++i) {
+    grpc::Status status = SayHello(**balancer);
+    EXPECT_TRUE(status.ok()) << i << ": " << status.error_message();
+  }
+  EXPECT_EQ(fixture.backends[2]->calls(), 20);
+
+  // Not idempotent: the server's UNAVAILABLE is returned as it is, after one attempt.
+  options.retry.idempotent_methods = {"/Other/Method"};
+  auto strict = client::Balancer::Create(options);
+  ASSERT_TRUE(strict.ok());
+  ASSERT_TRUE((*strict)->WaitForReady(3, absl::Seconds(10)));
+  int64_t before = fixture.TotalCalls();
+  int failed = 0;
+  for (int i = 0; i < 9; ++i) failed += !SayHello(**strict).ok();
+  EXPECT_EQ(failed, 6);  // round robin: two of every three calls hit a failing backend
+  EXPECT_EQ(fixture.TotalCalls() - before, 9);
+
+  // Every backend failing: exactly max_attempts attempts, then the last status.
+  fixture.backends[2]->set_failure(grpc::StatusCode::UNAVAILABLE);
+  before = fixture.TotalCalls();
+  grpc::Status status = SayHello(**balancer);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "injected failure");
+  EXPECT_EQ(fixture.TotalCalls() - before, 3);
+}
+
+TEST(RetryTest, AnEmptyBudgetAllowsNoRetry) {
+  Fixture fixture(3);
+  for (auto& b : fixture.backends) b->set_failure(grpc::StatusCode::UNAVAILABLE);
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.outlier_detection.enabled = false;
+  options.retry.idempotent_methods = {"/Greeter/SayHello"};
+  options.retry.budget_ratio = 0;
+  options.retry.budget_min = 0;
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(10)));
+  EXPECT_FALSE(SayHello(**balancer).ok());
+  EXPECT_EQ(fixture.TotalCalls(), 1);
+}
+
+TEST(RetryTest, RetriesNeverExtendTheDeadline) {
+  Fixture fixture(3);
+  for (auto& b : fixture.backends) {
+    b->set_failure(grpc::StatusCode::UNAVAILABLE);
+    b->set_delay(absl::Milliseconds(150));
+  }
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.outlier_detection.enabled = false;
+  options.retry.idempotent_methods = {"/Greeter/SayHello"};
+  options.retry.max_attempts = 10;
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(10)));
+  absl::Time start = absl::Now();
+  grpc::Status status = SayHello(**balancer, absl::Milliseconds(400));
+  absl::Duration elapsed = absl::Now() - start;
+  EXPECT_FALSE(status.ok());
+  EXPECT_LT(elapsed, absl::Milliseconds(600)) << "retries ran past the 400 ms deadline";
+  EXPECT_LE(fixture.TotalCalls(), 3);  // 150 ms each: at most three fit in 400 ms
+}
+
+TEST(ChurnTest, CallsKeepSucceedingWhileEndpointsComeAndGo) {
+  testing::EtcdProcess etcd;
+  ASSERT_TRUE(etcd.Start().ok());
+  Fixture fixture(4);
+  auto registrar_for = [&](int i) {
+    registry::RegistrarOptions options;
+    options.etcd.endpoints = {etcd.endpoint()};
+    options.prefix = "services/churn";
+    options.endpoint.address = fixture.backends[i]->address();
+    auto registrar = registry::Registrar::Start(options);
+    EXPECT_TRUE(registrar.ok());
+    return std::move(*registrar);
+  };
+  auto stable = registrar_for(0);
+  client::BalancerOptions options;
+  options.target = absl::StrCat("etcd://", etcd.endpoint(), "/services/churn");
+  options.policy = "least_request";
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(1, absl::Seconds(10)));
+  testing::GreeterLoad load(**balancer, 4);
+  for (int round = 0; round < 20; ++round) {
+    auto a = registrar_for(1 + round % 3);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    ASSERT_TRUE(a->Stop().ok());
+  }
+  testing::LoadResult result = load.Stop();
+  EXPECT_EQ(result.failed, 0) << result.Summary();
+  EXPECT_GT(result.ok, 100);
+  int64_t churned = 0;
+  for (int i = 1; i < 4; ++i) churned += fixture.backends[i]->calls();
+  EXPECT_GT(churned, 0) << "endpoints that came and went never got a call";
+}
+
+}  // namespace
+}  // namespace sluice
