@@ -446,9 +446,18 @@ class Balancer::Impl {
       it->second.backend = std::make_shared<Backend>(updated, old->channel(), old->c_channel(),
                                                      old->shared_stats());
       old->removed = true;
-      Watch(it->second.backend, it->second.state);
+      if (options_.manage_channels) Watch(it->second.backend, it->second.state);
     }
     for (const Endpoint& added : diff.added) {
+      if (!options_.manage_channels) {
+        Entry entry;
+        entry.backend = std::make_shared<Backend>(added, nullptr, nullptr,
+                                                  std::make_shared<EndpointStats>());
+        entry.state = GRPC_CHANNEL_READY;
+        LogInfo("balancer ", owner_.service_name_, ": endpoint ", added.address, " added");
+        entries_[added.address] = std::move(entry);
+        continue;
+      }
       auto [channel, c_channel] = MakeChannel(added.address);
       Entry entry;
       entry.backend = std::make_shared<Backend>(added, channel, c_channel,

@@ -66,6 +66,11 @@ struct BalancerOptions {
   // them); unset: insecure. Extra arguments for every endpoint's channel.
   std::function<grpc_channel_credentials*()> make_credentials;
   grpc::ChannelArguments channel_args;
+  // False: the balancer opens no channel and every discovered endpoint is pickable at once
+  // (until outlier detection ejects it). For callers that carry calls their own way, such as
+  // `sluice proxy`, which keeps its own HTTP/2 connections per worker and reports each call's
+  // outcome (a failed connect as UNAVAILABLE) through OnCallFinished. Backend::channel() is null.
+  bool manage_channels = true;
   discovery::DiscoveryOptions discovery;
   // The policies to choose from; null: the built-in ones.
   const PolicyRegistry* policies = nullptr;
