@@ -23,10 +23,26 @@ TEST_F(LeastRequestTest, AnEndpointWithManyCallsInFlightGetsFarLessThanItsShare)
   auto picker = Build("least_request", endpoints);
   SeededRandom random(2);
   const std::vector<int> counts = CountPicks(*picker, 3, 30000, random);
-  // Picked only when both candidates are it: 1/9 of picks, against a fair 1/3.
-  EXPECT_NEAR(counts[1], 30000 / 9, 250);
-  EXPECT_NEAR(counts[0], 30000 * 4 / 9, 400);
-  EXPECT_NEAR(counts[2], 30000 * 4 / 9, 400);
+  // The two candidates are distinct, so the busy one always loses and the others split evenly.
+  EXPECT_EQ(counts[1], 0);
+  EXPECT_NEAR(counts[0], 15000, 300);
+  EXPECT_NEAR(counts[2], 15000, 300);
+}
+
+TEST_F(LeastRequestTest, CandidatesAreDistinctAndUniform) {
+  // Of 10 endpoints, one holds the fewest calls: it wins whenever it is one of the two distinct
+  // candidates, 2/10 of picks (with replacement it would be 1 - (9/10)^2 = 0.19).
+  const auto endpoints = testing::MakeEndpoints(10);
+  for (size_t i = 0; i < endpoints.size(); ++i) SetInFlight(endpoints[i], i == 4 ? 0 : 5);
+  auto picker = Build("least_request", endpoints);
+  SeededRandom random(9);
+  const std::vector<int> counts = CountPicks(*picker, 10, 100000, random);
+  EXPECT_NEAR(counts[4], 20000, 400);
+  // The busiest of three with choice_count 2 among five: never picked.
+  const auto five = testing::MakeEndpoints(5);
+  for (size_t i = 0; i < five.size(); ++i) SetInFlight(five[i], i == 2 ? 9 : static_cast<int>(i));
+  auto picker5 = Build("least_request", five);
+  EXPECT_EQ(CountPicks(*picker5, 5, 20000, random)[2], 0);
 }
 
 TEST_F(LeastRequestTest, MoreChoicesAvoidTheBusyEndpointHarder) {
@@ -34,8 +50,16 @@ TEST_F(LeastRequestTest, MoreChoicesAvoidTheBusyEndpointHarder) {
   SetInFlight(endpoints[1], 10);
   auto picker = Build("least_request", endpoints, {{"choice_count", 3}});
   SeededRandom random(3);
-  // All three candidates must be it: 1/27.
-  EXPECT_NEAR(CountPicks(*picker, 3, 30000, random)[1], 30000 / 27, 150);
+  // Three distinct candidates out of three: the busy one is never picked.
+  EXPECT_EQ(CountPicks(*picker, 3, 30000, random)[1], 0);
+  // With 6 endpoints, one idle: it wins whenever it is among the 3 candidates, half the picks
+  // (2 candidates: a third).
+  const auto six = testing::MakeEndpoints(6);
+  for (size_t i = 1; i < six.size(); ++i) SetInFlight(six[i], 3);
+  auto picker3 = Build("least_request", six, {{"choice_count", 3}});
+  auto picker2 = Build("least_request", six);
+  EXPECT_NEAR(CountPicks(*picker3, 6, 60000, random)[0], 30000, 500);
+  EXPECT_NEAR(CountPicks(*picker2, 6, 60000, random)[0], 20000, 500);
 }
 
 TEST_F(LeastRequestTest, ZeroBiasIgnoresLoadWithEqualWeights) {

@@ -334,9 +334,10 @@ TEST_F(BackendProcessTest, KillUnderLoadFailsNoIdempotentCall) {
 }
 
 TEST(SlowBackendTest, LoadAwarePoliciesAvoidASlowBackend) {
-  // Two backends answer in 1 ms, one in 10 ms.
-  auto backends = StartBackends(3, absl::Milliseconds(1));
-  backends[2]->set_delay(absl::Milliseconds(10));
+  // Two backends answer in 2 ms, one in 20 ms. (With 1 ms, the client's and servers' own CPU
+  // time on a busy 2-core machine made the fast ones only ~7x faster, not 10x.)
+  auto backends = StartBackends(3, absl::Milliseconds(2));
+  backends[2]->set_delay(absl::Milliseconds(20));
   const std::string slow = backends[2]->address();
   std::map<std::string, double> share;
   std::map<std::string, absl::Duration> p99;

@@ -2,6 +2,9 @@
 // an injected clock for the ejection timeline.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <thread>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -204,6 +207,94 @@ TEST(RetryTest, RetriesNeverExtendTheDeadline) {
   EXPECT_FALSE(status.ok());
   EXPECT_LT(elapsed, absl::Milliseconds(600)) << "retries ran past the 400 ms deadline";
   EXPECT_LE(fixture.TotalCalls(), 3);  // 150 ms each: at most three fit in 400 ms
+}
+
+TEST(WaitForReadyTest, ACallWaitsForAnEndpointUntilItsDeadlineUnlessFailFast) {
+  // The endpoint's server starts only after the call began: the call waits for it.
+  const int port = testing::FreePort();
+  const std::string address = absl::StrCat("127.0.0.31:", port);
+  client::BalancerOptions options;
+  options.target = "static://" + address;
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE(WaitFor([&] { return (*balancer)->Backends().size() == 1; }, absl::Seconds(2)));
+
+  // Fail fast: UNAVAILABLE at once, saying no endpoint is ready.
+  {
+    HelloRequest request;
+    HelloReply reply;
+    client::CallOptions call;
+    call.method = "/Greeter/SayHello";
+    call.deadline = (*balancer)->clock().Now() + absl::Seconds(5);
+    call.fail_fast = true;
+    const absl::Time start = absl::Now();
+    grpc::Status status =
+        client::UnaryCall(**balancer, &Greeter::Stub::SayHello, call, request, &reply);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "ready")) << status.error_message();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  }
+  // A short deadline passes while nothing is ready: UNAVAILABLE after about the deadline.
+  {
+    const absl::Time start = absl::Now();
+    grpc::Status status = SayHello(**balancer, absl::Milliseconds(300));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+    EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
+  }
+  // A call with a long deadline started before the server: it succeeds once the server is up.
+  std::unique_ptr<GreeterBackend> late;
+  std::thread starter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    auto backend = GreeterBackend::Start("127.0.0.31", port);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    late = std::move(*backend);
+  });
+  grpc::Status status = SayHello(**balancer, absl::Seconds(10));
+  starter.join();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  ASSERT_NE(late, nullptr);
+  EXPECT_EQ(late->calls(), 1);
+}
+
+TEST(ExternalChannelsTest, WithoutManagedChannelsEveryEndpointIsPickableAtOnceAndStillEjected) {
+  // What the proxy uses: no gRPC channel, outcomes reported by the caller. Nothing listens on
+  // these addresses; the balancer must not try to connect to them.
+  FakeClock clock;
+  client::BalancerOptions options;
+  options.target = "static://127.0.0.41:1,127.0.0.42:1,127.0.0.43:1";
+  options.manage_channels = false;
+  options.clock = &clock;
+  options.outlier_detection.consecutive_failures = 2;
+  options.outlier_detection.base_ejection_time = absl::Seconds(10);
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(2)));
+  std::set<std::string> picked;
+  for (int i = 0; i < 30; ++i) {
+    auto backend = (*balancer)->Pick(clock.Now() + absl::Seconds(1), std::nullopt, nullptr, true);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    EXPECT_EQ((*backend)->channel(), nullptr);
+    picked.insert((*backend)->address());
+  }
+  EXPECT_EQ(picked.size(), 3u);
+
+  // The caller reports two failed connects to one endpoint: it is ejected.
+  auto victim = (*balancer)->Pick(clock.Now() + absl::Seconds(1), std::nullopt, nullptr, true);
+  ASSERT_TRUE(victim.ok());
+  const std::string victim_address = (*victim)->address();
+  for (int i = 0; i < 2; ++i) {
+    (*balancer)->OnCallStarted(**victim);
+    (*balancer)->OnCallFinished(**victim, grpc::StatusCode::UNAVAILABLE, absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 2; }, absl::Seconds(2)));
+  for (int i = 0; i < 30; ++i) {
+    auto backend = (*balancer)->Pick(clock.Now() + absl::Seconds(1), std::nullopt, nullptr, true);
+    ASSERT_TRUE(backend.ok());
+    EXPECT_NE((*backend)->address(), victim_address);
+  }
+  EXPECT_EQ(Find((*balancer)->Backends(), victim_address)->state, "ejected");
+  clock.Advance(absl::Seconds(11));
+  EXPECT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 3; }, absl::Seconds(2)));
 }
 
 TEST(ChurnTest, CallsKeepSucceedingWhileEndpointsComeAndGo) {

@@ -47,20 +47,7 @@ class LeastRequestPicker final : public Picker {
           set_.equal_weights ? static_cast<size_t>(random.Uniform(n)) : sampler_.Draw(random);
       return PickResult::Chosen(set_.endpoints[i].index);
     }
-    if (set_.equal_weights) {
-      // Fewest in flight wins: a bias > 0 cannot change an order between equal weights.
-      const PickableEndpoint* best = &set_.endpoints[random.Uniform(n)];
-      int64_t best_load = best->stats->in_flight();
-      for (int i = 1; i < choice_count_; ++i) {
-        const PickableEndpoint* c = &set_.endpoints[random.Uniform(n)];
-        const int64_t load = c->stats->in_flight();
-        if (load < best_load) {
-          best = c;
-          best_load = load;
-        }
-      }
-      return PickResult::Chosen(best->index);
-    }
+    if (set_.equal_weights) return PickDistinct(n, random);
     const PickableEndpoint* best = &set_.endpoints[sampler_.Draw(random)];
     double best_load = LoadPerWeight(*best);
     for (int i = 1; i < choice_count_; ++i) {
@@ -75,6 +62,51 @@ class LeastRequestPicker final : public Picker {
   }
 
  private:
+  // Fewest in flight among choice_count distinct candidates (a bias > 0 cannot change an order
+  // between equal weights). Distinct, as in Linkerd's P2C: drawing with replacement, as Envoy
+  // does, sends the busiest of n endpoints 1/n^choice_count of all calls however slow it is (a
+  // tenth of the calls to a 10x slower backend out of three).
+  PickResult PickDistinct(size_t n, Random& random) const {
+    if (static_cast<size_t>(choice_count_) >= n) {
+      // Every endpoint is a candidate; start the scan at random so ties spread.
+      const size_t start = static_cast<size_t>(random.Uniform(n));
+      size_t best = start;
+      int64_t best_load = set_.endpoints[start].stats->in_flight();
+      for (size_t k = 1; k < n; ++k) {
+        const size_t i = (start + k) % n;
+        const int64_t load = set_.endpoints[i].stats->in_flight();
+        if (load < best_load) {
+          best = i;
+          best_load = load;
+        }
+      }
+      return PickResult::Chosen(set_.endpoints[best].index);
+    }
+    // choice_count distinct positions in a uniformly random order (ties keep the first
+    // candidate, so the order must be random too): redraw a repeat. choice_count < n here, so
+    // a redraw succeeds with probability >= 1/n; the positions live on the stack.
+    size_t drawn[kMaxChoiceCount];
+    const PickableEndpoint* best = nullptr;
+    int64_t best_load = 0;
+    for (int d = 0; d < choice_count_; ++d) {
+      size_t candidate;
+      bool repeat;
+      do {
+        candidate = static_cast<size_t>(random.Uniform(n));
+        repeat = false;
+        for (int e = 0; e < d; ++e) repeat |= drawn[e] == candidate;
+      } while (repeat);
+      drawn[d] = candidate;
+      const PickableEndpoint* c = &set_.endpoints[candidate];
+      const int64_t load = c->stats->in_flight();
+      if (best == nullptr || load < best_load) {
+        best = c;
+        best_load = load;
+      }
+    }
+    return PickResult::Chosen(best->index);
+  }
+
   double LoadPerWeight(const PickableEndpoint& e) const {
     const double in_flight = static_cast<double>(e.stats->in_flight());
     const double load = bias_ == 1.0 ? in_flight : std::pow(in_flight + 1.0, bias_) - 1.0;
