@@ -65,8 +65,9 @@ echo
 echo "\$ greeter_client --target etcd://$ETCD/services/greeter --policy round_robin --calls $CALLS --interval $INTERVAL"
 echo "  (while it runs: 127.0.0.11 stops gracefully, 127.0.0.12 is killed with -9,"
 echo "   and a new backend registers at 127.0.0.14)"
+# The client's replies stream live, so the events below show up between them.
 "$BIN/greeter_client" --target "etcd://$ETCD/services/greeter" --policy round_robin \
-  --calls "$CALLS" --interval "$INTERVAL" > "$WORK/client.log" 2>&1 &
+  --calls "$CALLS" --interval "$INTERVAL" > >(grep --line-buffered -v " INFO ") 2>&1 &
 CLIENT=$!
 PIDS+=($CLIENT)
 step() { sleep "$1"; echo "demo: $2"; }
@@ -74,13 +75,14 @@ step "$STEP" "SIGTERM to 127.0.0.11 (graceful: deregisters, drains, exits)"
 kill -TERM "${PIDS[1]}"
 step "$STEP" "kill -9 127.0.0.12 (a crash: its key stays until the lease expires)"
 kill -KILL "${PIDS[2]}"
+wait "${PIDS[2]}" 2>/dev/null || true  # no "Killed" job notice from the shell
 step "$STEP" "starting a new backend at 127.0.0.14:50051"
 "$BIN/greeter_server" --ip 127.0.0.14 --port 50051 --etcd "$ETCD" --service greeter \
   > "$WORK/greeter-127.0.0.14.log" 2>&1 &
 PIDS+=($!)
 CLIENT_RC=0
 wait "$CLIENT" || CLIENT_RC=$?
-grep -v " INFO " "$WORK/client.log" || true
+sleep 0.2  # let the output filter print the client's last lines
 echo
 echo "demo: calls each backend received (each prints every name it is sent):"
 for ip in 127.0.0.11 127.0.0.12 127.0.0.13 127.0.0.14; do

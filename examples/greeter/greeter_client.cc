@@ -22,6 +22,9 @@
 #include "sluice/core/log.h"
 
 int main(int argc, char** argv) {
+  // One reply per line as it comes, also when the output is a pipe (the demo interleaves its
+  // events with the replies).
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   CLI::App app{"The seed's Greeter client: calls SayHello and prints each reply."};
   std::string target = "127.0.0.1:50051";
   int calls = 50;
