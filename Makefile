@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build install-deps demo test check-sanitizers clean format
+.PHONY: all build install-deps demo test check-sanitizers clean format experiments
 
 all: build
 
@@ -40,3 +40,8 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# The seed's experiments under an L4 balancer, the client library and sluice proxy; writes
+# results/<date>/report.md with charts and puts the headline figures into the README.
+experiments: build
+	python3 experiments/run.py --update-readme

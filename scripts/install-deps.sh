@@ -11,6 +11,7 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   etcd-server etcd-client
   procps iproute2 python3
+  haproxy
 )
 
 missing=()

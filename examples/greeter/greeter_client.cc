@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   std::string policy = "round_robin";
   std::string policy_config = "{}";
   bool retry_unavailable = true;
+  bool plain = false;
+  std::string csv_path;
   app.add_option("--target", target,
                  "IP:PORT, or etcd://HOST:PORT/PREFIX, static://IP:PORT,..., dns://NAME:PORT")
       ->capture_default_str();
@@ -49,6 +51,12 @@ int main(int argc, char** argv) {
   app.add_option("--retry-unavailable", retry_unavailable,
                  "SayHello is idempotent: retry it on another backend when one is unavailable")
       ->capture_default_str();
+  app.add_flag("--plain", plain,
+               "The seed's client as it was: one plain gRPC channel to --target (an address), no "
+               "per-call balancing and no retries; to compare with an L4 balancer or a proxy");
+  app.add_option("--csv", csv_path,
+                 "Also write one line per call to this file: start time (Unix ms), latency ms, "
+                 "status code, backend that answered (the experiments read it)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -63,20 +71,37 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "greeter_client: --interval and --timeout take durations like 2s\n");
     return 2;
   }
-  sluice::client::BalancerOptions options;
-  options.target = target;
-  options.policy = policy;
-  options.policy_config = nlohmann::json::parse(policy_config, nullptr, false);
-  if (options.policy_config.is_discarded()) {
-    std::fprintf(stderr, "greeter_client: --policy-config is not valid JSON: %s\n",
-                 policy_config.c_str());
-    return 2;
+  std::unique_ptr<sluice::client::Balancer> balancer;
+  std::unique_ptr<Greeter::Stub> plain_stub;
+  if (plain) {
+    plain_stub = Greeter::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  } else {
+    sluice::client::BalancerOptions options;
+    options.target = target;
+    options.policy = policy;
+    options.policy_config = nlohmann::json::parse(policy_config, nullptr, false);
+    if (options.policy_config.is_discarded()) {
+      std::fprintf(stderr, "greeter_client: --policy-config is not valid JSON: %s\n",
+                   policy_config.c_str());
+      return 2;
+    }
+    if (retry_unavailable) options.retry.idempotent_methods = {"/Greeter/SayHello"};
+    auto created = sluice::client::Balancer::Create(std::move(options));
+    if (!created.ok()) {
+      std::fprintf(stderr, "greeter_client: %s\n",
+                   std::string(created.status().message()).c_str());
+      return 2;
+    }
+    balancer = std::move(*created);
   }
-  if (retry_unavailable) options.retry.idempotent_methods = {"/Greeter/SayHello"};
-  auto balancer = sluice::client::Balancer::Create(std::move(options));
-  if (!balancer.ok()) {
-    std::fprintf(stderr, "greeter_client: %s\n", std::string(balancer.status().message()).c_str());
-    return 2;
+  FILE* csv = nullptr;
+  if (!csv_path.empty()) {
+    csv = std::fopen(csv_path.c_str(), "w");
+    if (csv == nullptr) {
+      std::fprintf(stderr, "greeter_client: --csv: cannot write %s\n", csv_path.c_str());
+      return 2;
+    }
+    std::fprintf(csv, "start_unix_ms,latency_ms,code,backend\n");
   }
 
   int failed = 0;
@@ -86,24 +111,42 @@ int main(int argc, char** argv) {
     HelloRequest request;
     request.set_name(name);
     HelloReply reply;
-    sluice::client::CallOptions call;
-    call.method = "/Greeter/SayHello";
-    call.deadline = (*balancer)->clock().Now() + timeout;
-    grpc::Status status =
-        sluice::client::UnaryCall(**balancer, &Greeter::Stub::SayHello, call, request, &reply);
+    const absl::Time started = absl::Now();
+    grpc::Status status;
+    if (plain) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(started + timeout));
+      status = plain_stub->SayHello(&context, request, &reply);
+    } else {
+      sluice::client::CallOptions call;
+      call.method = "/Greeter/SayHello";
+      call.deadline = balancer->clock().Now() + timeout;
+      status =
+          sluice::client::UnaryCall(*balancer, &Greeter::Stub::SayHello, call, request, &reply);
+    }
+    std::string backend;
     if (status.ok()) {
       std::printf("Greeter client received: %s\n", reply.message().c_str());
       // The reply names the backend: "Hello, you!, I am 127.0.0.11:50051".
       size_t at = reply.message().rfind("I am ");
-      ++answered_by[at == std::string::npos ? "?" : reply.message().substr(at + 5)];
+      backend = at == std::string::npos ? "?" : reply.message().substr(at + 5);
+      ++answered_by[backend];
     } else {
       ++failed;
       std::printf("Greeter client call %d failed: %s: %s\n", i + 1,
                   absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
                   status.error_message().c_str());
     }
+    if (csv != nullptr) {
+      std::fprintf(csv, "%lld,%.3f,%d,%s\n",
+                   static_cast<long long>(absl::ToUnixMillis(started)),
+                   absl::ToDoubleMilliseconds(absl::Now() - started),
+                   static_cast<int>(status.error_code()), backend.c_str());
+      std::fflush(csv);
+    }
     std::fflush(stdout);
   }
+  if (csv != nullptr) std::fclose(csv);
   std::printf("calls per backend:");
   for (const auto& [backend, count] : answered_by) std::printf(" %s=%d", backend.c_str(), count);
   std::printf(" failed=%d\n", failed);
