@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build install-deps demo test check-sanitizers clean format experiments
+.PHONY: all build install-deps demo test check-sanitizers clean format experiments fuzz
 
 all: build
 
@@ -31,6 +31,24 @@ check-sanitizers: install-deps
 	set -e; for t in $(TSAN_TESTS); do \
 	  bin=$$(find $(TSAN_DIR)/tests -type f -name $$t -perm -u+x | head -1); \
 	  echo "== $$bin (ThreadSanitizer)"; TSAN_OPTIONS=halt_on_error=1 $$bin; done
+
+# libFuzzer targets (clang, with ASan and UBSan), each run for FUZZ_SECONDS from the seed corpus
+# in fuzz/corpus/<name>; a crash fails the run and leaves its input in $(FUZZ_DIR).
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZERS ?= naming_value_fuzzer target_fuzzer
+fuzz: install-deps
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DSLUICE_FUZZ=ON -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_BENCH=OFF
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZERS)
+	set -e; for f in $(FUZZERS); do \
+	  corpus=fuzz/corpus/$${f%_fuzzer}; work=$$(mktemp -d); \
+	  echo "== $$f for $(FUZZ_SECONDS)s from $$corpus"; \
+	  if ! $(FUZZ_DIR)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      -artifact_prefix=$(FUZZ_DIR)/$$f- $$work $$corpus > $$work.log 2>&1; then \
+	    tail -60 $$work.log; echo "$$f: crashed; the input is in $(FUZZ_DIR)/$$f-*"; exit 1; fi; \
+	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" $$work.log || true; \
+	  rm -rf $$work $$work.log; done
 
 demo: build
 	@bash scripts/demo.sh $(BUILD_DIR)

@@ -11,7 +11,7 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   etcd-server etcd-client
   procps iproute2 python3
-  haproxy
+  haproxy clang libclang-rt-14-dev
 )
 
 missing=()
