@@ -8,7 +8,8 @@
   helper.py ticks PID...             utime+stime (clock ticks) of the PIDs, all their threads and
                                      all their descendant processes (nginx's workers)
   helper.py h2load OUT LOG           parse one h2load run (stdout + --log-file) into JSON
-  helper.py report WORKDIR OUT ...   write the markdown results file
+  helper.py tree PID...              the PIDs and all their descendants
+  helper.py report WORKDIR OUT       write the markdown results file
 """
 import json
 import os
@@ -197,16 +198,44 @@ def cmd_h2load(out_path, log_path):
 # Report
 
 
+def _read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
 def _load(workdir):
+    """run.sh leaves: records.jsonl (one line per measurement), meta/KEY (one file per value),
+    targets.list (names in order) and t/NAME/{label,status,check.json,post_check.json,config}."""
     recs = []
     with open(os.path.join(workdir, "records.jsonl")) as f:
         for line in f:
             if line.strip():
                 recs.append(json.loads(line))
-    meta = {}
-    with open(os.path.join(workdir, "meta.json")) as f:
-        meta = json.load(f)
+    meta = {k: _read(os.path.join(workdir, "meta", k))
+            for k in os.listdir(os.path.join(workdir, "meta"))}
+    meta["clk_tck"] = int(meta["clk_tck"])
+    targets = []
+    for name in _read(os.path.join(workdir, "targets.list"), "").split():
+        d = os.path.join(workdir, "t", name)
+        t = {"name": name, "label": _read(os.path.join(d, "label"), name),
+             "status": _read(os.path.join(d, "status"), "not run"),
+             "config": _read(os.path.join(d, "config"))}
+        for k in ("check", "post_check"):
+            text = _read(os.path.join(d, k + ".json"))
+            try:
+                t[k] = json.loads(text) if text else None
+            except ValueError:
+                t[k] = None
+        targets.append(t)
+    meta["targets"] = targets
     return recs, meta
+
+
+def cmd_tree(*pids):
+    print(" ".join(str(p) for p in sorted(_descendants(pids))))
 
 
 def _validate(rec, frame_sizes):
@@ -386,7 +415,8 @@ def main(argv):
         return 2
     cmd, args = argv[1], argv[2:]
     fn = {"freeport": cmd_freeport, "body": cmd_body, "check": cmd_check, "ticks": cmd_ticks,
-          "h2load": cmd_h2load, "report": cmd_report}.get(cmd)
+          "h2load": cmd_h2load, "report": cmd_report,
+          "tree": cmd_tree}.get(cmd)
     if fn is None:
         print(__doc__)
         return 2
