@@ -289,7 +289,7 @@ def cmd_report(workdir, out_path):
                 "round": r["round"], "invalid": why, "rps": h.get("rps"), "calls": succ,
                 "cpu_us": cpu_us, "backend_us": be_us, "p50": h.get("p50"), "p90": h.get("p90"),
                 "p99": h.get("p99"), "mean": h.get("h2load_mean"), "max": h.get("h2load_max"),
-                "upstream": r.get("upstream_conns"),
+                "upstream": r.get("upstream_conns"), "ticks": r.get("proxy_ticks"),
             })
         rows[name] = per_round
 
@@ -324,7 +324,9 @@ def cmd_report(workdir, out_path):
             continue
         valid = [x for x in rows[name] if not x["invalid"]]
         ups = [x["upstream"] for x in rows[name] if x["upstream"] is not None]
-        upstream = (("—" if name == "direct" else str(max(ups))) if ups else "—")
+        upstream = "—"
+        if ups and name != "direct":
+            upstream = str(max(ups)) if min(ups) == max(ups) else f"{min(ups)}–{max(ups)}"
         chk = t.get("check") or {}
         post = t.get("post_check") or {}
         check = (f"{chk.get('ok', 0)}/{chk.get('calls', 0)} OK before, "
@@ -363,15 +365,16 @@ def cmd_report(workdir, out_path):
     lines.append("- **calls/s**: h2load's req/s over the measurement (warm-up excluded).")
     lines.append("- **proxy CPU µs/call**: (utime+stime of the proxy after - before, summed over "
                  "all its threads and processes, from /proc/PID/stat) / calls completed. "
-                 f"Clock tick = {1000 / hz:.0f} ms, so with ~{meta['duration']} s runs the "
-                 "resolution is well under 1%.")
+                 f"One clock tick is {1000 / hz:.0f} ms; the per-round table gives the ticks "
+                 "counted, so a round's resolution is 1/ticks.")
     lines.append("- **backends CPU µs/call**: the same for the three greeter_server processes "
                  "together (what serving one call costs behind the proxy).")
     lines.append("- **p50/p90/p99**: per-call latency from h2load's `--log-file` (each request's "
                  "time from send to end of stream); **mean** is h2load's own.")
     lines.append("- **upstream conns**: the most ESTABLISHED TCP connections owned by the proxy's "
                  "processes to the three backend addresses, sampled once a second during the "
-                 "measurements (`ss -tnp`). The direct baseline has one connection to "
+                 "measurements (`ss -tnp`; idle pooled connections count too); a range is "
+                 "min–max over the rounds. The direct baseline has one connection to "
                  "127.0.0.11 only.")
     lines.append("- **reply check**: real gRPC calls (python3-grpcio, raw bytes on "
                  "`/Greeter/SayHello`) before and after the rounds must all return OK with a "
@@ -382,13 +385,14 @@ def cmd_report(workdir, out_path):
     lines.append("")
     lines.append("## Every round")
     lines.append("")
-    lines.append("| target | round | calls | calls/s | proxy CPU µs/call | backends µs/call | p50 ms "
-                 "| p99 ms | upstream conns | valid |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines.append("| target | round | calls | calls/s | proxy CPU ticks | proxy CPU µs/call "
+                 "| backends µs/call | p50 ms | p99 ms | upstream conns | valid |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for t in targets:
         for x in rows.get(t["name"], []):
             lines.append(
                 f"| {t['name']} | {x['round']} | {_fmt(x['calls'])} | {_fmt(x['rps'])} | "
+                f"{_fmt(x['ticks'])} | "
                 f"{_fmt(x['cpu_us'], 1) if t['name'] != 'direct' else '—'} | "
                 f"{_fmt(x['backend_us'], 1)} | "
                 f"{_fmt(None if x['p50'] is None else x['p50'] / 1000, 2)} | "

@@ -6,7 +6,8 @@
 #   bench/proxy/run.sh [--duration S] [--inflight N] [--rounds R] [--out FILE]
 #
 # Environment: SKIP_BUILD=1 (use build/bin as it is), SKIP_INSTALL=1 (do not apt-get),
-# KEEP_WORK=1 (keep the temporary directory with every raw output), BUILD_DIR (build).
+# KEEP_WORK=1 (keep the temporary directory with every raw output), BUILD_DIR (build),
+# SLUICE_BIN (the sluice binary to measure; default BUILD_DIR/bin/sluice).
 set -euo pipefail
 
 DURATION=10
@@ -61,7 +62,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cmake --build "$BUILD_DIR" -j 2 --target sluice >&2 || log "warning: sluice did not build"
 fi
 GREETER="$BUILD_DIR/bin/greeter_server"
-SLUICE="$BUILD_DIR/bin/sluice"
+SLUICE="${SLUICE_BIN:-$BUILD_DIR/bin/sluice}"
 [ -x "$GREETER" ] || { echo "run.sh: $GREETER missing (make build)" >&2; exit 1; }
 
 # ---- processes and cleanup --------------------------------------------------------------------
