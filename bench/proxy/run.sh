@@ -305,6 +305,7 @@ ACTIVE=()
 for name in direct haproxy nginx sluice; do
   [ -n "${ADDR[$name]:-}" ] && ACTIVE+=("$name")
 done
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "measuring ${ACTIVE[*]}: $ROUNDS rounds x ${DURATION}s, $INFLIGHT in flight"
 for round in $(seq 1 "$ROUNDS"); do
   n=${#ACTIVE[@]}
@@ -324,7 +325,7 @@ m() { printf '%s\n' "$2" >"$WORK/meta/$1"; }
 m date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 m command "$COMMAND"
 m git "$(git rev-parse --short HEAD 2>/dev/null || echo unknown) on $(git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
-m machine "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(uname -sr), loopback only; h2load, the proxy and the 3 backends share the cores"
+m machine "load average before the rounds: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), $(uname -sr), loopback only; h2load, the proxy and the 3 backends share the cores"
 m versions "$(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy", $3}'), $(nginx -v 2>&1 | sed 's/.*: //'), $(h2load --version | head -1), python3-grpcio $("$PY" -c 'import grpc; print(grpc.__version__)')"
 m backends "$B1, $B2, $B3"
 m body_hex "$(od -An -tx1 "$BODY" | tr -s ' \n' ' ' | sed 's/^ //;s/ $//')"
