@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build install-deps demo test check-sanitizers clean format experiments fuzz
+.PHONY: all build install-deps demo test check-sanitizers check-asan clean format experiments fuzz
 
 all: build
 
@@ -23,6 +23,8 @@ test: build
 
 # The concurrency tests of the pure (gRPC-free) parts under ThreadSanitizer. Debian's gRPC is not
 # built with TSan, so tests that drive real gRPC channels would only report its internals.
+SANITIZER_ASAN_OPTIONS ?= detect_stack_use_after_return=0:abort_on_error=0:halt_on_error=1
+SANITIZER_UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 TSAN_DIR ?= build-tsan
 TSAN_TESTS ?= balancer_test core_test
 check-sanitizers: install-deps
@@ -49,6 +51,16 @@ fuzz: install-deps
 	    tail -60 $$work.log; echo "$$f: crashed; the input is in $(FUZZ_DIR)/$$f-*"; exit 1; fi; \
 	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" $$work.log || true; \
 	  rm -rf $$work $$work.log; done
+
+# The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer (project code
+# instrumented; Debian's gRPC is not, but its allocations are still checked).
+ASAN_DIR ?= build-asan
+check-asan: install-deps
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCH=OFF
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	cd $(ASAN_DIR) && ASAN_OPTIONS=$(SANITIZER_ASAN_OPTIONS) UBSAN_OPTIONS=$(SANITIZER_UBSAN_OPTIONS) \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
+	  ctest --output-on-failure -j $(JOBS) --timeout 900
 
 demo: build
 	@bash scripts/demo.sh $(BUILD_DIR)

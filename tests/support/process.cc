@@ -171,3 +171,21 @@ std::string BuiltBinary(const std::string& relative_path) {
 }
 
 }  // namespace sluice::testing
+
+namespace sluice::testing {
+
+double TimingScale() {
+  if (const char* text = std::getenv("SLUICE_TIMING_SCALE")) {
+    const double scale = std::atof(text);
+    if (scale > 0) return scale;
+  }
+#ifdef SLUICE_SANITIZED
+  return 4.0;
+#else
+  return 1.0;
+#endif
+}
+
+absl::Duration Scaled(absl::Duration bound) { return bound * TimingScale(); }
+
+}  // namespace sluice::testing

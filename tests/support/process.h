@@ -53,6 +53,13 @@ void RemoveTree(const std::string& path);
 // Polls `condition` every 5 ms until it is true or `timeout` passes; returns the last value.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 
+// How much slower than a plain build this one runs: 4 under sanitizers, else 1;
+// SLUICE_TIMING_SCALE in the environment overrides it. Tests that bound a latency (100 ms to
+// see a registration) multiply the bound by it; what they assert stays the same.
+double TimingScale();
+// `bound` x TimingScale().
+absl::Duration Scaled(absl::Duration bound);
+
 // Path of a binary built by this project (from the SLUICE_BUILD_DIR compile definition).
 std::string BuiltBinary(const std::string& relative_path);
 
