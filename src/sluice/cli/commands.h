@@ -15,5 +15,6 @@ inline constexpr int kExitUsage = 2;    // the command line was wrong
 using CommandRunner = std::function<int()>;
 CommandRunner AddRegisterCommand(CLI::App& app);
 CommandRunner AddLsCommand(CLI::App& app);
+CommandRunner AddProxyCommand(CLI::App& app);
 
 }  // namespace sluice::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   std::map<std::string, sluice::cli::CommandRunner> runners;
   runners["register"] = sluice::cli::AddRegisterCommand(app);
   runners["ls"] = sluice::cli::AddLsCommand(app);
+  runners["proxy"] = sluice::cli::AddProxyCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
