@@ -33,6 +33,7 @@ struct ProxyFlags {
   std::string max_connection_age = "inf";
   std::string max_connection_age_grace = "30s";
   std::string drain_timeout = "30s";
+  std::string startup_wait = "5s";
 };
 
 int UsageError(const std::string& message) {
@@ -76,6 +77,9 @@ int RunProxy(const ProxyFlags& flags) {
   if (!ParseDurationFlag(flags.max_connection_age_grace, &options.max_connection_age_grace)) {
     return UsageError("--max-connection-age-grace: not a duration: " +
                       flags.max_connection_age_grace);
+  }
+  if (!ParseDurationFlag(flags.startup_wait, &options.pick_wait)) {
+    return UsageError("--startup-wait: not a duration: " + flags.startup_wait);
   }
   absl::Duration drain;
   if (!ParseDurationFlag(flags.drain_timeout, &drain)) {
@@ -162,6 +166,9 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--drain-timeout", flags->drain_timeout,
                   "On SIGTERM/SIGINT, wait at most this long for calls in flight")
+      ->capture_default_str();
+  cmd->add_option("--startup-wait", flags->startup_wait,
+                  "While discovery has found no endpoint yet, a call waits this long for one")
       ->capture_default_str();
   return [flags] { return RunProxy(*flags); };
 }

@@ -449,6 +449,8 @@ void Worker::Impl::Run() {
     const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
                              EpollTimeoutMs());
     now_ = balancer_->clock().Now();
+    // Expired calls first: a backend answering at the same instant must not win the race.
+    ProcessTimers();
     for (int i = 0; i < n; ++i) {
       const uint64_t tag = events[i].data.u64;
       if (tag == kListenerTag) {
@@ -461,7 +463,6 @@ void Worker::Impl::Run() {
       }
     }
     ProcessInbox();
-    ProcessTimers();
     ProcessRetries();
     FlushDirty();
     CloseDead();
@@ -1029,6 +1030,20 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
     return;
   }
   std::vector<nghttp2_nv> nva = ToNv(call->request_headers);
+  std::string timeout;
+  if (call->deadline != absl::InfiniteFuture()) {
+    // The backend gets what is left of the call's time, which matters after a retry.
+    const int64_t ms = std::max<int64_t>(
+        1, absl::ToInt64Milliseconds(absl::Ceil(call->deadline - now_, absl::Milliseconds(1))));
+    timeout = ms < 100'000'000 ? absl::StrCat(ms, "m") : absl::StrCat(ms / 1000 + 1, "S");
+    for (nghttp2_nv& nv : nva) {
+      if (absl::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) ==
+          "grpc-timeout") {
+        nv.value = reinterpret_cast<uint8_t*>(timeout.data());
+        nv.valuelen = timeout.size();
+      }
+    }
+  }
   nghttp2_data_provider body{};
   body.read_callback = ReadRequestBodyCb;
   const bool empty_body = call->req_done && call->req_buf.empty();
