@@ -200,7 +200,7 @@ class TestServiceBackend::Service final : public grpc::testing::TestService::Ser
 };
 
 absl::StatusOr<std::unique_ptr<TestServiceBackend>> TestServiceBackend::Start(
-    const std::string& ip) {
+    const std::string& ip, int max_concurrent_streams) {
   auto backend = std::unique_ptr<TestServiceBackend>(new TestServiceBackend());
   backend->service_ =
       std::make_unique<Service>(backend->sent_, backend->cancelled_, backend->calls_);
@@ -210,6 +210,9 @@ absl::StatusOr<std::unique_ptr<TestServiceBackend>> TestServiceBackend::Start(
   builder.RegisterService(backend->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessage);
   builder.SetMaxSendMessageSize(kMaxMessage);
+  if (max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, max_concurrent_streams);
+  }
   backend->server_ = builder.BuildAndStart();
   if (backend->server_ == nullptr || port == 0) {
     return absl::UnavailableError("cannot start the test service on " + ip);

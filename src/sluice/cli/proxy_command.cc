@@ -28,6 +28,8 @@ struct ProxyFlags {
   std::string admin;
   std::vector<std::string> idempotent;
   int max_attempts = 3;
+  double retry_budget_ratio = 0.2;
+  int retry_budget_min = 3;
   uint32_t max_concurrent_streams = 1000;
   uint32_t stream_window = 1 << 20;
   std::string max_connection_age = "inf";
@@ -62,6 +64,8 @@ int RunProxy(const ProxyFlags& flags) {
   }
   balancer_options.retry.idempotent_methods = flags.idempotent;
   balancer_options.retry.max_attempts = flags.max_attempts;
+  balancer_options.retry.budget_ratio = flags.retry_budget_ratio;
+  balancer_options.retry.budget_min = flags.retry_budget_min;
   // The proxy carries calls on its own HTTP/2 connections; the balancer only picks.
   balancer_options.manage_channels = false;
   balancer_options.fail_fast = true;
@@ -151,6 +155,13 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--max-attempts", flags->max_attempts, "Attempts per call, the first included")
       ->capture_default_str()
       ->check(CLI::Range(1, 10));
+  cmd->add_option("--retry-budget-ratio", flags->retry_budget_ratio,
+                  "Retries in flight may reach this fraction of calls in flight...")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--retry-budget-min", flags->retry_budget_min, "...plus this many")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   cmd->add_option("--max-concurrent-streams", flags->max_concurrent_streams,
                   "Streams per client connection")
       ->capture_default_str()

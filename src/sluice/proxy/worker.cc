@@ -790,7 +790,7 @@ Call* Worker::Impl::NewCall(Connection* down, int32_t stream_id) {
 }
 
 void Worker::Impl::FreeCall(Call* call) {
-  if (call->attempt_open) FinishAttempt(call, grpc::StatusCode::CANCELLED);
+  FinishAttempt(call, grpc::StatusCode::CANCELLED);
   metrics_->buffered_bytes.fetch_sub(call->accounted_bytes, std::memory_order_relaxed);
   metrics_->streams.fetch_sub(1, std::memory_order_relaxed);
   calls_.erase(call->id);
@@ -1238,13 +1238,16 @@ void Worker::Impl::ResumeRequest(Call* call) {
 
 void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
   call->resp_headers_received = true;
-  if (end_stream && call->idempotent && call->down != nullptr &&
-      StatusOf(call->resp_pending) == grpc::StatusCode::UNAVAILABLE) {
-    // A trailers-only UNAVAILABLE of an idempotent method: another backend may do better.
+  const grpc::StatusCode early = end_stream ? StatusOf(call->resp_pending) : grpc::StatusCode::OK;
+  if (call->idempotent && call->down != nullptr &&
+      (early == grpc::StatusCode::UNAVAILABLE || early == grpc::StatusCode::CANCELLED)) {
+    // A trailers-only UNAVAILABLE of an idempotent method, or the CANCELLED a gRPC server gives
+    // calls it had not started when it shuts down (the client did not cancel: its stream is
+    // still open): another backend may do better.
     const std::string* message = FindHeader(call->resp_pending, "grpc-message");
     const std::string why = message ? *message : "backend unavailable";
     DetachUpstream(call, NGHTTP2_NO_ERROR);
-    RetryOrFail(call, grpc::StatusCode::UNAVAILABLE, why, false);
+    RetryOrFail(call, early, why, false);
     return;
   }
   if (call->retain) {
@@ -1259,6 +1262,11 @@ void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
   if (end_stream) {
     // Trailers-only: the whole answer is this one block.
     const grpc::StatusCode code = StatusOf(call->resp_pending);
+    if (code != grpc::StatusCode::OK) {
+      const std::string* message = FindHeader(call->resp_pending, "grpc-message");
+      LogDebug("sluice proxy: ", call->path, " on ", call->backend->address(),
+               ": trailers-only status ", static_cast<int>(code), " ", message ? *message : "");
+    }
     std::vector<nghttp2_nv> nva = ToNv(call->resp_pending);
     nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(),
                             nullptr);
@@ -1289,15 +1297,16 @@ void Worker::Impl::OnUpstreamEnded(Call* call) {
 }
 
 void Worker::Impl::FinishAttempt(Call* call, grpc::StatusCode code) {
+  if (call->budget_retry) {
+    // Also when the retry never got to start (no endpoint, client gone): the budget is shared.
+    balancer_->EndRetry();
+    call->budget_retry = false;
+  }
   if (!call->attempt_open) return;
   call->attempt_open = false;
   const absl::Duration latency = now_ - call->attempt_start;
   balancer_->OnCallFinished(*call->backend, code, latency);
   call->backend_metrics->Record(static_cast<int>(code), latency);
-  if (call->budget_retry) {
-    balancer_->EndRetry();
-    call->budget_retry = false;
-  }
   call->previous_backend = std::move(call->backend);
   call->backend = nullptr;
 }
@@ -1329,6 +1338,10 @@ void Worker::Impl::RetryOrFail(Call* call, grpc::StatusCode code, const std::str
     call->budget_retry = retry;
   }
   if (!retry) {
+    LogDebug("sluice proxy: not retrying ", call->path, " (attempts ", call->attempts,
+             ", response started ", call->resp_submitted, ", request kept ",
+             call->retain && call->req_base == 0, ", idempotent ", call->idempotent, "): ",
+             message);
     RespondError(call, code, message, true);
     return;
   }
@@ -1397,6 +1410,9 @@ void Worker::Impl::OnDownstreamClosed(Call* call) {
 
 void Worker::Impl::OnUpstreamClosed(Call* call, uint32_t error_code) {
   if (!call->attempt_open || call->finished) return;  // already decided
+  LogDebug("sluice proxy: ", call->path, " on ", call->backend->address(),
+           ": stream closed early (", nghttp2_http2_strerror(error_code), "), response ",
+           call->resp_submitted ? "started" : "not started");
   if (error_code == NGHTTP2_REFUSED_STREAM && !call->resp_headers_received) {
     RetryOrFail(call, grpc::StatusCode::UNAVAILABLE,
                 absl::StrCat("backend ", call->backend->address(), " refused the stream"), true);
