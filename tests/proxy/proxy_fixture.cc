@@ -17,7 +17,7 @@ namespace sluice::testing {
 constexpr int kMaxMessage = 16 << 20;
 
 absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(const std::string& target,
-                                                                   std::vector<std::string> extra) {
+                                                                  std::vector<std::string> extra) {
   auto proxy = std::unique_ptr<ProxyProcess>(new ProxyProcess());
   proxy->port_ = FreePort();
   proxy->admin_port_ = FreePort();
@@ -93,7 +93,8 @@ std::shared_ptr<grpc::Channel> ProxyProcess::Channel() const {
 
 class TestServiceBackend::Service final : public grpc::testing::TestService::Service {
  public:
-  Service(std::shared_ptr<std::atomic<int64_t>> sent, std::shared_ptr<std::atomic<int64_t>> cancelled,
+  Service(std::shared_ptr<std::atomic<int64_t>> sent,
+          std::shared_ptr<std::atomic<int64_t>> cancelled,
           std::shared_ptr<std::atomic<int64_t>> calls)
       : sent_(std::move(sent)), cancelled_(std::move(cancelled)), calls_(std::move(calls)) {}
 
@@ -136,9 +137,9 @@ class TestServiceBackend::Service final : public grpc::testing::TestService::Ser
     return grpc::Status::OK;
   }
 
-  grpc::Status StreamingInputCall(grpc::ServerContext*,
-                                  grpc::ServerReader<grpc::testing::StreamingInputCallRequest>* reader,
-                                  grpc::testing::StreamingInputCallResponse* response) override {
+  grpc::Status StreamingInputCall(
+      grpc::ServerContext*, grpc::ServerReader<grpc::testing::StreamingInputCallRequest>* reader,
+      grpc::testing::StreamingInputCallResponse* response) override {
     ++*calls_;
     grpc::testing::StreamingInputCallRequest request;
     int64_t total = 0;

@@ -204,7 +204,8 @@ TEST_F(ProxyStreamingTest, StatusMessageMetadataAndUnimplementedPassThrough) {
     grpc::ClientContext context;
     grpc::testing::SimpleRequest request;
     request.mutable_response_status()->set_code(5);
-    request.mutable_response_status()->set_message("\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n");
+    request.mutable_response_status()->set_message(
+        "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n");
     grpc::testing::SimpleResponse response;
     grpc::Status status = stub_->UnaryCall(&context, request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
@@ -213,7 +214,8 @@ TEST_F(ProxyStreamingTest, StatusMessageMetadataAndUnimplementedPassThrough) {
   {
     grpc::ClientContext context;
     context.AddMetadata("x-grpc-test-echo-initial", "test_initial_metadata_value");
-    context.AddMetadata("x-grpc-test-echo-trailing-bin", std::string("\x0a\x0b\x0a\x0b\x0a\x0b", 6));
+    context.AddMetadata("x-grpc-test-echo-trailing-bin",
+                        std::string("\x0a\x0b\x0a\x0b\x0a\x0b", 6));
     grpc::testing::SimpleRequest request;
     request.set_response_size(10);
     grpc::testing::SimpleResponse response;
@@ -338,8 +340,7 @@ TEST(ProxyDeadlineTest, GrpcTimeoutExpiresInTheProxyWhenTheBackendIsSilent) {
   auto headers = GrpcHeaders("/grpc.testing.TestService/EmptyCall");
   headers.push_back({"grpc-timeout", "400m"});
   const absl::Time start = absl::Now();
-  auto response =
-      RawHttp2Request((*proxy)->port(), headers, GrpcFrame(""), absl::Seconds(15));
+  auto response = RawHttp2Request((*proxy)->port(), headers, GrpcFrame(""), absl::Seconds(15));
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_TRUE(response->closed);
   EXPECT_EQ(response->Header("grpc-status"), "4");
@@ -425,9 +426,9 @@ TEST_F(ProxyStreamingTest, BadInputGetsErrorsAndOtherClientsKeepWorking) {
   EXPECT_EQ(backend_->calls(), calls_before);
   // A valid raw request works, and so does the good client on its old connection.
   {
-    auto response = RawHttp2Request(proxy_->port(),
-                                    GrpcHeaders("/grpc.testing.TestService/EmptyCall"),
-                                    GrpcFrame(""), absl::Seconds(10));
+    auto response =
+        RawHttp2Request(proxy_->port(), GrpcHeaders("/grpc.testing.TestService/EmptyCall"),
+                        GrpcFrame(""), absl::Seconds(10));
     ASSERT_TRUE(response.ok()) << response.status();
     EXPECT_EQ(response->Header("grpc-status"), "0");
   }
@@ -480,10 +481,10 @@ TEST(ProxyResilienceTest, KilledBackendCallsSucceedViaRetries) {
   for (const auto& ip : ips) {
     ASSERT_TRUE(WaitFor([&] { return CanConnect(ip, port); }, absl::Seconds(10)));
   }
-  const std::string target = absl::StrCat("static://127.0.0.11:", port, ",127.0.0.12:", port,
-                                          ",127.0.0.13:", port);
-  auto proxy = ProxyProcess::Start(target, {"--policy", "least_request", "--idempotent",
-                                            "/Greeter/SayHello"});
+  const std::string target =
+      absl::StrCat("static://127.0.0.11:", port, ",127.0.0.12:", port, ",127.0.0.13:", port);
+  auto proxy = ProxyProcess::Start(
+      target, {"--policy", "least_request", "--idempotent", "/Greeter/SayHello"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   std::atomic<bool> stop{false};
@@ -530,10 +531,10 @@ TEST(ProxyResilienceTest, GracefullyStoppedBackendUnderLoadLosesNoCall) {
     ASSERT_TRUE(backend.ok());
     backends.push_back(std::move(*backend));
   }
-  auto proxy = ProxyProcess::Start(
-      absl::StrCat("static://", backends[0]->address(), ",", backends[1]->address(), ",",
-                   backends[2]->address()),
-      {"--idempotent", "/Greeter/*"});
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                       backends[1]->address(), ",", backends[2]->address()),
+                          {"--idempotent", "/Greeter/*"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   std::atomic<bool> stop{false};
@@ -649,14 +650,44 @@ TEST(ProxyDownstreamTest, MaxConcurrentStreamsPerClientConnection) {
 TEST(ProxyDownstreamTest, MaxConnectionAgeSendsClientsAwayWithoutFailingCalls) {
   auto backend = GreeterBackend::Start("127.0.0.11", 0, absl::Milliseconds(100));
   ASSERT_TRUE(backend.ok());
-  auto proxy = ProxyProcess::Start(
-      (*backend)->address(), {"--max-connection-age", "500ms", "--max-connection-age-grace", "10s"});
+  auto proxy = ProxyProcess::Start((*backend)->address(), {"--max-connection-age", "500ms",
+                                                           "--max-connection-age-grace", "10s"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   const double before = (*proxy)->Metric("sluice_proxy_downstream_connections_total");
   // About 2 s of calls against a 500 ms age: GOAWAYs arrive mid-call and none fails.
   EXPECT_EQ(RunCallers(*stub, 4, 20), 80);
   EXPECT_GE((*proxy)->Metric("sluice_proxy_downstream_connections_total"), before + 2);
+}
+
+TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {
+  auto run = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {BuiltBinary("bin/sluice"), "proxy"});
+    auto child = ChildProcess::Start(args);
+    EXPECT_TRUE(child.ok());
+    auto code = child->Wait(absl::Seconds(20));
+    EXPECT_TRUE(code.ok());
+    return code.ok() ? *code : -1;
+  };
+  EXPECT_EQ(run({"--help"}), 0);
+  EXPECT_EQ(run({}), 2);  // --target is required
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--listen", "nowhere"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--policy", "bogus"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--policy-config", "{not json"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--max-connection-age", "soon"}), 2);
+  // The port is taken: a runtime failure.
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--listen",
+                 absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))}),
+            1);
+  close(fd);
 }
 
 }  // namespace

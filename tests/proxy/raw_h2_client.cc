@@ -25,8 +25,9 @@ struct State {
 int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
              const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
   auto* s = static_cast<State*>(ud);
-  std::pair<std::string, std::string> h(std::string(reinterpret_cast<const char*>(name), namelen),
-                                        std::string(reinterpret_cast<const char*>(value), valuelen));
+  std::pair<std::string, std::string> h(
+      std::string(reinterpret_cast<const char*>(name), namelen),
+      std::string(reinterpret_cast<const char*>(value), valuelen));
   if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && s->header_blocks > 0) {
     s->response.trailers.push_back(std::move(h));
   } else {

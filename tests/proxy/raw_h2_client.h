@@ -15,9 +15,9 @@ struct RawResponse {
   std::vector<std::pair<std::string, std::string>> headers;   // first header block
   std::vector<std::pair<std::string, std::string>> trailers;  // second block, if any
   std::string body;
-  uint32_t rst_error = 0;       // RST_STREAM error code, if the stream was reset
+  uint32_t rst_error = 0;  // RST_STREAM error code, if the stream was reset
   bool reset = false;
-  bool closed = false;          // the stream closed before the timeout
+  bool closed = false;                                // the stream closed before the timeout
   std::string Header(const std::string& name) const;  // from headers, then trailers
 };
 

@@ -2,11 +2,10 @@
 // target, for clients that cannot embed the client library.
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/time/time.h"
 #include "sluice/cli/commands.h"
@@ -39,8 +38,7 @@ struct ProxyFlags {
 };
 
 int UsageError(const std::string& message) {
-  std::fprintf(stderr, "sluice proxy: %s\nRun 'sluice proxy --help' for usage.\n",
-               message.c_str());
+  std::fprintf(stderr, "sluice proxy: %s\nRun 'sluice proxy --help' for usage.\n", message.c_str());
   return kExitUsage;
 }
 
@@ -116,8 +114,8 @@ int RunProxy(const ProxyFlags& flags) {
       return kExitFailure;
     }
     admin = std::move(*started);
-    LogInfo("sluice proxy: admin on http://", where.substr(0, where.rfind(':')), ":",
-            admin->port(), "/ (healthz, ready, backends, metrics)");
+    LogInfo("sluice proxy: admin on http://", where.substr(0, where.rfind(':')), ":", admin->port(),
+            "/ (healthz, ready, backends, metrics)");
   }
   LogInfo("sluice proxy: forwarding to ", flags.target, " (policy ", flags.policy, ")");
   const int signo = WaitForTerminationSignal();

@@ -8,7 +8,6 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -21,7 +20,8 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
                                                                 ProxyMetrics* metrics) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("--admin: expected IP:PORT, got '", listen, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--admin: expected IP:PORT, got '", listen, "'"));
   }
   const std::string host = listen.substr(0, colon);
   int port = 0;
@@ -102,14 +102,15 @@ void AdminServer::ServeOne(int fd) const {
       }
     }
   }
-  const char* reason = status == 200 ? "OK" : status == 404 ? "Not Found"
-                                          : status == 503 ? "Service Unavailable"
-                                                          : "Error";
-  const char* type = body.size() > 0 && body[0] == '[' ? "application/json"
-                                                       : "text/plain; version=0.0.4";
-  std::string response = absl::StrCat("HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ",
-                                      type, "\r\nContent-Length: ", body.size(),
-                                      "\r\nConnection: close\r\n\r\n", body);
+  const char* reason = status == 200   ? "OK"
+                       : status == 404 ? "Not Found"
+                       : status == 503 ? "Service Unavailable"
+                                       : "Error";
+  const char* type =
+      body.size() > 0 && body[0] == '[' ? "application/json" : "text/plain; version=0.0.4";
+  std::string response =
+      absl::StrCat("HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ", type,
+                   "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
   size_t off = 0;
   while (off < response.size()) {
     const ssize_t n = send(fd, response.data() + off, response.size() - off, MSG_NOSIGNAL);

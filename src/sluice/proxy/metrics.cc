@@ -32,8 +32,7 @@ void Metric(std::string& out, absl::string_view name, absl::string_view type,
 
 }  // namespace
 
-std::string ProxyMetrics::RenderPrometheus(
-    const std::vector<client::BackendInfo>& backends) const {
+std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo>& backends) const {
   std::string out;
   auto gauge = [&](absl::string_view name, absl::string_view help, int64_t value) {
     Metric(out, name, "gauge", help);
@@ -77,8 +76,8 @@ std::string ProxyMetrics::RenderPrometheus(
   }
   Metric(out, "sluice_proxy_backend_up", "gauge", "1 if the backend can be picked.");
   for (const auto& b : backends) {
-    absl::StrAppend(&out, "sluice_proxy_backend_up{backend=\"", b.address, "\",state=\"",
-                    b.state, "\"} ", b.state == "ready" ? 1 : 0, "\n");
+    absl::StrAppend(&out, "sluice_proxy_backend_up{backend=\"", b.address, "\",state=\"", b.state,
+                    "\"} ", b.state == "ready" ? 1 : 0, "\n");
   }
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -110,8 +109,8 @@ std::string ProxyMetrics::RenderPrometheus(
     }
     absl::StrAppend(&out, "sluice_proxy_backend_latency_seconds_sum{backend=\"", address, "\"} ",
                     static_cast<double>(m->latency_sum_ns.load(r)) / 1e9, "\n");
-    absl::StrAppend(&out, "sluice_proxy_backend_latency_seconds_count{backend=\"", address,
-                    "\"} ", m->latency_count.load(r), "\n");
+    absl::StrAppend(&out, "sluice_proxy_backend_latency_seconds_count{backend=\"", address, "\"} ",
+                    m->latency_count.load(r), "\n");
   }
   return out;
 }

@@ -19,7 +19,7 @@ namespace sluice::proxy {
 struct BackendMetrics {
   // Upper bounds of the latency histogram buckets, in seconds (+Inf is implicit).
   static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                      0.05,   0.1,   0.25,   0.5,   1,     5};
+                                                      0.05,   0.1,   0.25,   0.5,   1,    5};
   static constexpr int kCodes = 17;  // gRPC status codes 0-16
 
   std::atomic<uint64_t> calls{0};

@@ -35,6 +35,7 @@ namespace {
 
 constexpr size_t kReadBufferSize = 64 << 10;
 constexpr size_t kMaxRequestHeaderBytes = 64 << 10;
+constexpr absl::Duration kUpstreamIdleTimeout = absl::Seconds(60);
 // Epoll tags for the two non-connection file descriptors.
 constexpr uint64_t kListenerTag = 1;
 constexpr uint64_t kInboxTag = 2;
@@ -151,6 +152,8 @@ class Connection {
   bool connecting_ = false;
   bool connected_ = false;
   bool goaway_received_ = false;
+  bool draining_ = false;  // closing because idle: no new streams
+  absl::Time last_used_;
 
   // Downstream only.
   absl::Time created_;
@@ -258,8 +261,7 @@ class Worker::Impl {
   void FinishAttempt(Call* call, grpc::StatusCode code);
   // Ends an attempt that failed before the client saw a response: tries another backend if
   // allowed (`transparent`: the backend never saw the call), or fails the call.
-  void RetryOrFail(Call* call, grpc::StatusCode code, const std::string& message,
-                   bool transparent);
+  void RetryOrFail(Call* call, grpc::StatusCode code, const std::string& message, bool transparent);
   // Ends the call towards the client with a gRPC status (trailers-only if nothing was sent).
   void RespondError(Call* call, grpc::StatusCode code, const std::string& message,
                     bool keep_buffered_response);
@@ -292,6 +294,7 @@ class Worker::Impl {
   nghttp2_option* session_options_ = nullptr;
 
   absl::Time now_;
+  absl::Time next_scan_ = absl::InfinitePast();
   bool shutting_down_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();
   size_t downstream_count_ = 0;
@@ -323,9 +326,9 @@ int OnBeginHeadersCb(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
 }
 int OnHeaderCb(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
-  return Ctx(ud)->impl->OnHeader(
-      Ctx(ud)->conn, frame, absl::string_view(reinterpret_cast<const char*>(name), namelen),
-      absl::string_view(reinterpret_cast<const char*>(value), valuelen));
+  return Ctx(ud)->impl->OnHeader(Ctx(ud)->conn, frame,
+                                 absl::string_view(reinterpret_cast<const char*>(name), namelen),
+                                 absl::string_view(reinterpret_cast<const char*>(value), valuelen));
 }
 int OnFrameRecvCb(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   return Ctx(ud)->impl->OnFrameRecv(Ctx(ud)->conn, frame);
@@ -339,8 +342,7 @@ int OnStreamCloseCb(nghttp2_session*, int32_t stream_id, uint32_t error_code, vo
 }
 int OnInvalidFrameCb(nghttp2_session*, const nghttp2_frame* frame, int error, void* ud) {
   LogWarning("sluice proxy: invalid frame (type ", static_cast<int>(frame->hd.type), ", stream ",
-             frame->hd.stream_id, ") from ", Ctx(ud)->conn->peer_, ": ",
-             nghttp2_strerror(error));
+             frame->hd.stream_id, ") from ", Ctx(ud)->conn->peer_, ": ", nghttp2_strerror(error));
   return 0;
 }
 ssize_t ReadRequestBodyCb(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
@@ -379,8 +381,7 @@ absl::Status Worker::Impl::Init() {
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(*cbs, OnDataChunkCb);
     nghttp2_session_callbacks_set_on_stream_close_callback(*cbs, OnStreamCloseCb);
   }
-  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(server_callbacks_,
-                                                               OnInvalidFrameCb);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(server_callbacks_, OnInvalidFrameCb);
   nghttp2_option_new(&session_options_);
   // Credit goes back only as the other side drains the bytes: end-to-end flow control.
   nghttp2_option_set_no_auto_window_update(session_options_, 1);
@@ -446,8 +447,8 @@ void Worker::Impl::Run() {
   std::vector<epoll_event> events(128);
   now_ = balancer_->clock().Now();
   for (;;) {
-    const int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
-                             EpollTimeoutMs());
+    const int n =
+        epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), EpollTimeoutMs());
     now_ = balancer_->clock().Now();
     // Expired calls first: a backend answering at the same instant must not win the race.
     ProcessTimers();
@@ -538,9 +539,21 @@ void Worker::Impl::ProcessTimers() {
     RespondError(call, grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout)",
                  false);
   }
+  // Connection housekeeping: a scan of every connection, so not on every loop pass.
+  if (now_ < next_scan_ && !shutting_down_) return;
+  next_scan_ = now_ + absl::Milliseconds(50);
   for (auto& [ptr, conn] : conns_) {
-    if (conn->upstream() || conn->dead_) continue;
+    if (conn->dead_) continue;
     Connection* c = conn.get();
+    if (c->upstream()) {
+      // Backends that left discovery, or that no call needs any more, lose their connections.
+      if (c->streams_.empty() && !c->draining_ && now_ - c->last_used_ >= kUpstreamIdleTimeout) {
+        c->draining_ = true;
+        nghttp2_session_terminate_session(c->session_, NGHTTP2_NO_ERROR);
+        MarkDirty(c);
+      }
+      continue;
+    }
     if (options_.max_connection_age != absl::InfiniteDuration() && !c->notice_sent_ &&
         now_ - c->created_ >= options_.max_connection_age) {
       SendGoaway(c);
@@ -548,8 +561,8 @@ void Worker::Impl::ProcessTimers() {
     }
     if (c->notice_sent_ && !c->final_goaway_sent_ && now_ >= c->final_goaway_at_) {
       nghttp2_submit_goaway(c->session_, NGHTTP2_FLAG_NONE,
-                            nghttp2_session_get_last_proc_stream_id(c->session_),
-                            NGHTTP2_NO_ERROR, nullptr, 0);
+                            nghttp2_session_get_last_proc_stream_id(c->session_), NGHTTP2_NO_ERROR,
+                            nullptr, 0);
       c->final_goaway_sent_ = true;
       MarkDirty(c);
     }
@@ -575,8 +588,8 @@ void Worker::Impl::Accept() {
   for (;;) {
     sockaddr_storage addr{};
     socklen_t len = sizeof(addr);
-    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
-                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd =
+        accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         LogWarning("sluice proxy: accept: ", strerror(errno));
@@ -663,8 +676,8 @@ void Worker::Impl::ReadFrom(Connection* conn) {
     if (rv < 0) {
       // Not HTTP/2, or a flood: a GOAWAY with PROTOCOL_ERROR, then close, this connection only.
       metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
-      LogWarning("sluice proxy: closing ", conn->upstream() ? "backend " : "client ",
-                 "connection ", conn->peer_, ": ", nghttp2_strerror(static_cast<int>(rv)));
+      LogWarning("sluice proxy: closing ", conn->upstream() ? "backend " : "client ", "connection ",
+                 conn->peer_, ": ", nghttp2_strerror(static_cast<int>(rv)));
       nghttp2_session_terminate_session(conn->session_, NGHTTP2_PROTOCOL_ERROR);
       MarkDirty(conn);
       break;
@@ -747,8 +760,7 @@ void Worker::Impl::CloseDead() {
     if (conn->dead_) dead.push_back(ptr);
   }
   if (dead.empty()) return;
-  dirty_.erase(std::remove_if(dirty_.begin(), dirty_.end(),
-                              [](Connection* c) { return c->dead_; }),
+  dirty_.erase(std::remove_if(dirty_.begin(), dirty_.end(), [](Connection* c) { return c->dead_; }),
                dirty_.end());
   for (Connection* conn : dead) {
     if (conn->upstream()) {
@@ -962,11 +974,11 @@ void Worker::Impl::OnRequestHeaders(Call* call) {
   }
   if (content_type == nullptr || !absl::StartsWith(*content_type, "application/grpc")) {
     metrics_->rejected_requests_total.fetch_add(1, std::memory_order_relaxed);
-    LogWarning("sluice proxy: non-gRPC content-type '", content_type ? *content_type : "",
-               "' for ", *path, " from ", call->down->peer_);
-    RespondHttpError(call, 415, grpc::StatusCode::INTERNAL,
-                     absl::StrCat("invalid gRPC content-type '",
-                                  content_type ? *content_type : "", "'"));
+    LogWarning("sluice proxy: non-gRPC content-type '", content_type ? *content_type : "", "' for ",
+               *path, " from ", call->down->peer_);
+    RespondHttpError(
+        call, 415, grpc::StatusCode::INTERNAL,
+        absl::StrCat("invalid gRPC content-type '", content_type ? *content_type : "", "'"));
     return;
   }
   if (const std::string* timeout = FindHeader(h, "grpc-timeout")) {
@@ -1037,8 +1049,7 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
         1, absl::ToInt64Milliseconds(absl::Ceil(call->deadline - now_, absl::Milliseconds(1))));
     timeout = ms < 100'000'000 ? absl::StrCat(ms, "m") : absl::StrCat(ms / 1000 + 1, "S");
     for (nghttp2_nv& nv : nva) {
-      if (absl::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) ==
-          "grpc-timeout") {
+      if (absl::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == "grpc-timeout") {
         nv.value = reinterpret_cast<uint8_t*>(timeout.data());
         nv.valuelen = timeout.size();
       }
@@ -1061,6 +1072,7 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   call->req_sent = call->req_base;
   call->req_deferred = false;
   up->streams_[stream_id] = call;
+  up->last_used_ = now_;
   MarkDirty(up);
 }
 
@@ -1069,7 +1081,7 @@ Connection* Worker::Impl::UpstreamFor(const std::string& address) {
   Connection* best = nullptr;
   size_t usable = 0;
   for (Connection* conn : pool) {
-    if (conn->dead_ || conn->goaway_received_) continue;
+    if (conn->dead_ || conn->goaway_received_ || conn->draining_) continue;
     ++usable;
     const uint32_t remote_max = nghttp2_session_get_remote_settings(
         conn->session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
@@ -1119,8 +1131,8 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   conn->peer_ = address;
   conn->connecting_ = rc != 0;
   conn->connected_ = rc == 0;
-  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context,
-                              session_options_);
+  conn->last_used_ = now_;
+  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context, session_options_);
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window},
@@ -1331,8 +1343,8 @@ void Worker::Impl::RetryOrFail(Call* call, grpc::StatusCode code, const std::str
                                bool transparent) {
   FinishAttempt(call, code);
   bool retry = call->down != nullptr && !call->resp_submitted && call->retain &&
-               call->req_base == 0 &&
-               call->attempts < balancer_->options().retry.max_attempts && now_ < call->deadline;
+               call->req_base == 0 && call->attempts < balancer_->options().retry.max_attempts &&
+               now_ < call->deadline;
   if (retry && !transparent) {
     retry = call->idempotent && balancer_->TryStartRetry();
     call->budget_retry = retry;
@@ -1340,8 +1352,8 @@ void Worker::Impl::RetryOrFail(Call* call, grpc::StatusCode code, const std::str
   if (!retry) {
     LogDebug("sluice proxy: not retrying ", call->path, " (attempts ", call->attempts,
              ", response started ", call->resp_submitted, ", request kept ",
-             call->retain && call->req_base == 0, ", idempotent ", call->idempotent, "): ",
-             message);
+             call->retain && call->req_base == 0, ", idempotent ", call->idempotent,
+             "): ", message);
     RespondError(call, code, message, true);
     return;
   }
@@ -1391,8 +1403,7 @@ void Worker::Impl::RespondHttpError(Call* call, int http_status, grpc::StatusCod
                      {"grpc-status", absl::StrCat(static_cast<int>(code))},
                      {"grpc-message", PercentEncodeGrpcMessage(message)}};
   std::vector<nghttp2_nv> nva = ToNv(headers);
-  nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(),
-                          nullptr);
+  nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(), nullptr);
   call->resp_submitted = true;
   call->resp_ended = true;
   MarkDirty(call->down);

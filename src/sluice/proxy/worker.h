@@ -15,8 +15,7 @@ namespace sluice::proxy {
 // picker is lock-free) and the metrics (atomics).
 class Worker {
  public:
-  Worker(int index, const ProxyOptions& options, client::Balancer* balancer,
-         ProxyMetrics* metrics);
+  Worker(int index, const ProxyOptions& options, client::Balancer* balancer, ProxyMetrics* metrics);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
