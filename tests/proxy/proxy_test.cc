@@ -660,6 +660,37 @@ TEST(ProxyDownstreamTest, MaxConnectionAgeSendsClientsAwayWithoutFailingCalls) {
   EXPECT_GE((*proxy)->Metric("sluice_proxy_downstream_connections_total"), before + 2);
 }
 
+TEST(ProxyResilienceTest, IdempotentUnavailableIsRetriedThenTheBackendsAnswerPassesThrough) {
+  auto a = TestServiceBackend::Start("127.0.0.11");
+  auto b = TestServiceBackend::Start("127.0.0.12");
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", (*a)->address(), ",", (*b)->address()),
+                          {"--idempotent", "/grpc.testing.TestService/*", "--max-attempts", "3"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = TestService::NewStub((*proxy)->Channel());
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(10)));
+  grpc::testing::SimpleRequest request;
+  request.mutable_response_status()->set_code(14);
+  request.mutable_response_status()->set_message("down for maintenance: 100% \xe2\x98\xba");
+  grpc::testing::SimpleResponse response;
+  grpc::Status status = stub->UnaryCall(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), request.response_status().message());
+  // Three attempts, spread over both backends (a retry avoids the backend that just failed).
+  EXPECT_EQ((*a)->calls() + (*b)->calls(), 3);
+  EXPECT_GE((*a)->calls(), 1);
+  EXPECT_GE((*b)->calls(), 1);
+  EXPECT_EQ((*proxy)->Metric("sluice_proxy_retries_total"), 2);
+  // Other statuses are answers, not outages: NOT_FOUND goes back after one attempt.
+  grpc::ClientContext context2;
+  request.mutable_response_status()->set_code(5);
+  EXPECT_EQ(stub->UnaryCall(&context2, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ((*a)->calls() + (*b)->calls(), 4);
+}
+
 TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {
   auto run = [](std::vector<std::string> args) {
     args.insert(args.begin(), {BuiltBinary("bin/sluice"), "proxy"});

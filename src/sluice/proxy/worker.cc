@@ -262,6 +262,8 @@ class Worker::Impl {
   // Ends an attempt that failed before the client saw a response: tries another backend if
   // allowed (`transparent`: the backend never saw the call), or fails the call.
   void RetryOrFail(Call* call, grpc::StatusCode code, const std::string& message, bool transparent);
+  // The retry half of RetryOrFail: true if another attempt is scheduled.
+  bool TryRetry(Call* call, grpc::StatusCode code, const std::string& message, bool transparent);
   // Ends the call towards the client with a gRPC status (trailers-only if nothing was sent).
   void RespondError(Call* call, grpc::StatusCode code, const std::string& message,
                     bool keep_buffered_response);
@@ -1257,10 +1259,11 @@ void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
     // calls it had not started when it shuts down (the client did not cancel: its stream is
     // still open): another backend may do better.
     const std::string* message = FindHeader(call->resp_pending, "grpc-message");
-    const std::string why = message ? *message : "backend unavailable";
-    DetachUpstream(call, NGHTTP2_NO_ERROR);
-    RetryOrFail(call, early, why, false);
-    return;
+    if (TryRetry(call, early, message ? *message : "", false)) {
+      DetachUpstream(call, NGHTTP2_NO_ERROR);
+      return;
+    }
+    // No retry: the backend's own answer goes to the client below, as it is.
   }
   if (call->retain) {
     // The backend took the call: no more resending, so stop keeping what was sent.
@@ -1276,8 +1279,9 @@ void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
     const grpc::StatusCode code = StatusOf(call->resp_pending);
     if (code != grpc::StatusCode::OK) {
       const std::string* message = FindHeader(call->resp_pending, "grpc-message");
-      LogDebug("sluice proxy: ", call->path, " on ", call->backend->address(),
-               ": trailers-only status ", static_cast<int>(code), " ", message ? *message : "");
+      LogDebug("sluice proxy: ", call->path, " on ",
+               (call->up ? call->up->address_ : std::string()), ": trailers-only status ",
+               static_cast<int>(code), " ", message ? *message : "");
     }
     std::vector<nghttp2_nv> nva = ToNv(call->resp_pending);
     nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(),
@@ -1339,13 +1343,14 @@ void Worker::Impl::DetachUpstream(Call* call, uint32_t rst) {
   MarkDirty(up);
 }
 
-void Worker::Impl::RetryOrFail(Call* call, grpc::StatusCode code, const std::string& message,
-                               bool transparent) {
-  FinishAttempt(call, code);
+bool Worker::Impl::TryRetry(Call* call, grpc::StatusCode code, const std::string& message,
+                            bool transparent) {
   bool retry = call->down != nullptr && !call->resp_submitted && call->retain &&
                call->req_base == 0 && call->attempts < balancer_->options().retry.max_attempts &&
                now_ < call->deadline;
   if (retry && !transparent) {
+    // Release the failed attempt's own budget first, then ask for this retry's.
+    FinishAttempt(call, code);
     retry = call->idempotent && balancer_->TryStartRetry();
     call->budget_retry = retry;
   }
@@ -1354,14 +1359,20 @@ void Worker::Impl::RetryOrFail(Call* call, grpc::StatusCode code, const std::str
              ", response started ", call->resp_submitted, ", request kept ",
              call->retain && call->req_base == 0, ", idempotent ", call->idempotent,
              "): ", message);
-    RespondError(call, code, message, true);
-    return;
+    return false;
   }
+  FinishAttempt(call, code);
   metrics_->retries_total.fetch_add(1, std::memory_order_relaxed);
   LogDebug("sluice proxy: retrying ", call->path, " after: ", message);
   call->resp_headers_received = false;
   call->resp_pending.clear();
   retries_.push_back(call->id);
+  return true;
+}
+
+void Worker::Impl::RetryOrFail(Call* call, grpc::StatusCode code, const std::string& message,
+                               bool transparent) {
+  if (!TryRetry(call, code, message, transparent)) RespondError(call, code, message, true);
 }
 
 void Worker::Impl::RespondError(Call* call, grpc::StatusCode code, const std::string& message,
