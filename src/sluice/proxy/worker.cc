@@ -1334,6 +1334,12 @@ void Worker::Impl::DetachUpstream(Call* call, uint32_t rst) {
     nghttp2_session_consume(up->session_, call->up_stream, call->resp_unconsumed);
     call->resp_unconsumed = 0;
   }
+  if (rst == NGHTTP2_NO_ERROR &&
+      nghttp2_session_get_stream_local_close(up->session_, call->up_stream) == 0) {
+    // The backend is done but our side of the stream is not: end it, or it would hold one of
+    // the connection's stream slots until the backend resets it.
+    rst = NGHTTP2_CANCEL;
+  }
   if (rst != NGHTTP2_NO_ERROR) {
     nghttp2_submit_rst_stream(up->session_, NGHTTP2_FLAG_NONE, call->up_stream, rst);
   }
