@@ -99,6 +99,20 @@ TEST(ProxyGreeterTest, SpreadsCallsOverThreeBackendsFoundInEtcd) {
     EXPECT_GE(per_backend[absl::StrCat(ip, ":", port)], 5) << ip;
   }
 
+  // A backend stopped gracefully leaves the registry: no new call goes to it, none fails.
+  EXPECT_EQ(backends[1].Stop(), 0);
+  ASSERT_TRUE(WaitFor([&] { return !absl::StrContains(p->Get("/backends").second, "127.0.0.12"); },
+                      absl::Seconds(20)));
+  std::map<std::string, int> after_stop;
+  for (int i = 0; i < 20; ++i) {
+    HelloReply r;
+    grpc::Status s = SayHello(*stub, "after", &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ++after_stop[Replier(r.message())];
+  }
+  EXPECT_EQ(after_stop.count(absl::StrCat("127.0.0.12:", port)), 0u);
+  EXPECT_EQ(after_stop.size(), 2u);
+
   // Per-call balancing over one client connection, and the metrics saw every call.
   EXPECT_EQ(p->Metric("sluice_proxy_downstream_connections_total"), connections_before);
   EXPECT_GE(p->Metric("sluice_proxy_streams_total"), 31);
