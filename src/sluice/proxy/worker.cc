@@ -74,6 +74,7 @@ grpc::StatusCode StatusOf(const Headers& headers) {
   return static_cast<grpc::StatusCode>(code);
 }
 
+
 class Connection;
 
 // One gRPC call: a client stream and, while an attempt is in progress, a backend stream.
@@ -127,6 +128,14 @@ struct Call {
   int64_t accounted_bytes = 0;
 };
 
+class Connection;
+
+// Each connection's nghttp2 user_data: the callbacks reach both the worker and the connection.
+struct SessionContext {
+  Worker::Impl* impl;
+  Connection* conn;
+};
+
 class Connection {
  public:
   Connection(bool upstream, int fd) : upstream_(upstream), fd_(fd) {}
@@ -138,6 +147,7 @@ class Connection {
 
   const bool upstream_;
   int fd_;
+  SessionContext context_{nullptr, this};
   nghttp2_session* session_ = nullptr;
   std::string out_;
   size_t out_off_ = 0;
@@ -315,12 +325,6 @@ class Worker::Impl {
 
 namespace {
 
-// Each connection's nghttp2 user_data points at this pair, so callbacks reach both.
-struct SessionContext {
-  Worker::Impl* impl;
-  Connection* conn;
-};
-
 SessionContext* Ctx(void* user_data) { return static_cast<SessionContext*>(user_data); }
 
 int OnBeginHeadersCb(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
@@ -357,12 +361,6 @@ ssize_t ReadResponseBodyCb(nghttp2_session*, int32_t stream_id, uint8_t* buf, si
 }
 
 }  // namespace
-
-// Sessions keep their SessionContext next to the connection.
-struct ConnectionWithContext : Connection {
-  ConnectionWithContext(bool upstream, int fd) : Connection(upstream, fd) {}
-  SessionContext context{nullptr, this};
-};
 
 absl::Status Worker::Impl::Init() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -600,9 +598,9 @@ void Worker::Impl::Accept() {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    auto owned = std::make_unique<ConnectionWithContext>(false, fd);
-    ConnectionWithContext* conn = owned.get();
-    conn->context.impl = this;
+    auto owned = std::make_unique<Connection>(false, fd);
+    Connection* conn = owned.get();
+    conn->context_.impl = this;
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (addr.ss_family == AF_INET) {
@@ -616,7 +614,7 @@ void Worker::Impl::Accept() {
     }
     conn->peer_ = absl::StrCat(host, ":", port);
     conn->created_ = now_;
-    nghttp2_session_server_new2(&conn->session_, server_callbacks_, &conn->context,
+    nghttp2_session_server_new2(&conn->session_, server_callbacks_, &conn->context_,
                                 session_options_);
     const nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams},
@@ -628,7 +626,7 @@ void Worker::Impl::Accept() {
                                           static_cast<int32_t>(options_.connection_window));
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.u64 = reinterpret_cast<uint64_t>(static_cast<Connection*>(conn));
+    ev.data.u64 = reinterpret_cast<uint64_t>(conn);
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
     conns_.emplace(conn, std::move(owned));
     ++downstream_count_;
@@ -1126,15 +1124,15 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
     metrics_->upstream_connects_failed.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
-  auto owned = std::make_unique<ConnectionWithContext>(true, fd);
-  ConnectionWithContext* conn = owned.get();
-  conn->context.impl = this;
+  auto owned = std::make_unique<Connection>(true, fd);
+  Connection* conn = owned.get();
+  conn->context_.impl = this;
   conn->address_ = address;
   conn->peer_ = address;
   conn->connecting_ = rc != 0;
   conn->connected_ = rc == 0;
   conn->last_used_ = now_;
-  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context, session_options_);
+  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context_, session_options_);
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window},
@@ -1145,7 +1143,7 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   epoll_event ev{};
   ev.events = EPOLLIN | (conn->connecting_ ? static_cast<uint32_t>(EPOLLOUT) : 0u);
   conn->epollout_ = conn->connecting_;
-  ev.data.u64 = reinterpret_cast<uint64_t>(static_cast<Connection*>(conn));
+  ev.data.u64 = reinterpret_cast<uint64_t>(conn);
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
   pools_[address].push_back(conn);
   conns_.emplace(conn, std::move(owned));
