@@ -16,5 +16,6 @@ using CommandRunner = std::function<int()>;
 CommandRunner AddRegisterCommand(CLI::App& app);
 CommandRunner AddLsCommand(CLI::App& app);
 CommandRunner AddBenchCommand(CLI::App& app);
+CommandRunner AddProxyCommand(CLI::App& app);
 
 }  // namespace sluice::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   runners["register"] = sluice::cli::AddRegisterCommand(app);
   runners["ls"] = sluice::cli::AddLsCommand(app);
   runners["bench"] = sluice::cli::AddBenchCommand(app);
+  runners["proxy"] = sluice::cli::AddProxyCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,185 @@
+// sluice proxy: an L7 gRPC proxy that balances every call over the backends of a discovery
+// target, for clients that cannot embed the client library.
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "sluice/cli/commands.h"
+#include "sluice/client/balancer.h"
+#include "sluice/core/log.h"
+#include "sluice/core/signals.h"
+#include "sluice/proxy/admin_server.h"
+#include "sluice/proxy/proxy.h"
+
+namespace sluice::cli {
+namespace {
+
+struct ProxyFlags {
+  std::string listen = "127.0.0.1:30051";
+  std::string target;
+  std::string policy = "round_robin";
+  std::string policy_config;
+  int workers = 1;
+  std::string admin;
+  std::vector<std::string> idempotent;
+  int max_attempts = 3;
+  double retry_budget_ratio = 0.2;
+  int retry_budget_min = 3;
+  uint32_t max_concurrent_streams = 1000;
+  uint32_t stream_window = 1 << 20;
+  std::string max_connection_age = "inf";
+  std::string max_connection_age_grace = "30s";
+  std::string drain_timeout = "30s";
+  std::string startup_wait = "5s";
+};
+
+int UsageError(const std::string& message) {
+  std::fprintf(stderr, "sluice proxy: %s\nRun 'sluice proxy --help' for usage.\n", message.c_str());
+  return kExitUsage;
+}
+
+bool ParseDurationFlag(const std::string& text, absl::Duration* out) {
+  if (text == "inf" || text == "infinite" || text == "0") {
+    *out = absl::InfiniteDuration();
+    return true;
+  }
+  return absl::ParseDuration(text, out) && *out > absl::ZeroDuration();
+}
+
+int RunProxy(const ProxyFlags& flags) {
+  client::BalancerOptions balancer_options;
+  balancer_options.target = flags.target;
+  balancer_options.policy = flags.policy;
+  if (!flags.policy_config.empty()) {
+    balancer_options.policy_config = nlohmann::json::parse(flags.policy_config, nullptr, false);
+    if (balancer_options.policy_config.is_discarded()) {
+      return UsageError("--policy-config is not valid JSON: " + flags.policy_config);
+    }
+  }
+  balancer_options.retry.idempotent_methods = flags.idempotent;
+  balancer_options.retry.max_attempts = flags.max_attempts;
+  balancer_options.retry.budget_ratio = flags.retry_budget_ratio;
+  balancer_options.retry.budget_min = flags.retry_budget_min;
+  // The proxy carries calls on its own HTTP/2 connections; the balancer only picks.
+  balancer_options.manage_channels = false;
+  balancer_options.fail_fast = true;
+
+  proxy::ProxyOptions options;
+  options.listen = flags.listen;
+  options.workers = flags.workers;
+  options.max_concurrent_streams = flags.max_concurrent_streams;
+  options.stream_window = flags.stream_window;
+  if (!ParseDurationFlag(flags.max_connection_age, &options.max_connection_age)) {
+    return UsageError("--max-connection-age: not a duration: " + flags.max_connection_age);
+  }
+  if (!ParseDurationFlag(flags.max_connection_age_grace, &options.max_connection_age_grace)) {
+    return UsageError("--max-connection-age-grace: not a duration: " +
+                      flags.max_connection_age_grace);
+  }
+  if (!ParseDurationFlag(flags.startup_wait, &options.pick_wait)) {
+    return UsageError("--startup-wait: not a duration: " + flags.startup_wait);
+  }
+  absl::Duration drain;
+  if (!ParseDurationFlag(flags.drain_timeout, &drain)) {
+    return UsageError("--drain-timeout: not a duration: " + flags.drain_timeout);
+  }
+  if (flags.stream_window < 65535 || flags.stream_window > (1u << 31) - 1) {
+    return UsageError("--stream-window must be between 65535 and 2147483647 bytes");
+  }
+
+  auto balancer = client::Balancer::Create(balancer_options);
+  if (!balancer.ok()) return UsageError(std::string(balancer.status().message()));
+  auto proxy = proxy::Proxy::Start(options, balancer->get());
+  if (!proxy.ok()) {
+    if (proxy.status().code() == absl::StatusCode::kInvalidArgument) {
+      return UsageError(std::string(proxy.status().message()));
+    }
+    LogError("sluice proxy: ", proxy.status().message());
+    return kExitFailure;
+  }
+  std::unique_ptr<proxy::AdminServer> admin;
+  if (!flags.admin.empty()) {
+    std::string where = flags.admin;
+    if (where.find(':') == std::string::npos) where = "127.0.0.1:" + where;  // loopback default
+    auto started = proxy::AdminServer::Start(where, balancer->get(), &(*proxy)->metrics());
+    if (!started.ok()) {
+      if (started.status().code() == absl::StatusCode::kInvalidArgument) {
+        return UsageError(std::string(started.status().message()));
+      }
+      LogError("sluice proxy: ", started.status().message());
+      return kExitFailure;
+    }
+    admin = std::move(*started);
+    LogInfo("sluice proxy: admin on http://", where.substr(0, where.rfind(':')), ":", admin->port(),
+            "/ (healthz, ready, backends, metrics)");
+  }
+  LogInfo("sluice proxy: forwarding to ", flags.target, " (policy ", flags.policy, ")");
+  const int signo = WaitForTerminationSignal();
+  LogInfo("sluice proxy: signal ", signo, ", draining calls in flight (at most ",
+          absl::FormatDuration(drain), ")");
+  (*proxy)->Shutdown(drain);
+  LogInfo("sluice proxy: stopped");
+  return kExitOk;
+}
+
+}  // namespace
+
+CommandRunner AddProxyCommand(CLI::App& app) {
+  auto flags = std::make_shared<ProxyFlags>();
+  flags->workers = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  CLI::App* cmd = app.add_subcommand(
+      "proxy", "Run an L7 gRPC proxy that balances every call over a target's backends");
+  cmd->add_option("--listen", flags->listen, "IP:PORT clients connect to")->capture_default_str();
+  cmd->add_option("--target", flags->target,
+                  "Backends: etcd://HOST:PORT/PREFIX, static://A,B, dns://NAME:PORT, IP:PORT")
+      ->required();
+  cmd->add_option("--policy", flags->policy,
+                  "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
+                  "ring_hash")
+      ->capture_default_str();
+  cmd->add_option("--policy-config", flags->policy_config, "The policy's config as JSON");
+  cmd->add_option("--workers", flags->workers, "Event-loop threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--admin", flags->admin,
+                  "Admin HTTP endpoint IP:PORT or PORT (loopback); off when not given");
+  cmd->add_option("--idempotent", flags->idempotent,
+                  "Method retried on UNAVAILABLE: /pkg.Service/Method or /pkg.Service/*; "
+                  "repeatable");
+  cmd->add_option("--max-attempts", flags->max_attempts, "Attempts per call, the first included")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10));
+  cmd->add_option("--retry-budget-ratio", flags->retry_budget_ratio,
+                  "Retries in flight may reach this fraction of calls in flight...")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("--retry-budget-min", flags->retry_budget_min, "...plus this many")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+  cmd->add_option("--max-concurrent-streams", flags->max_concurrent_streams,
+                  "Streams per client connection")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--stream-window", flags->stream_window,
+                  "Bytes buffered per stream and direction (HTTP/2 window)")
+      ->capture_default_str();
+  cmd->add_option("--max-connection-age", flags->max_connection_age,
+                  "GOAWAY client connections older than this (e.g. 30m); inf: never")
+      ->capture_default_str();
+  cmd->add_option("--max-connection-age-grace", flags->max_connection_age_grace,
+                  "Then close them this much later")
+      ->capture_default_str();
+  cmd->add_option("--drain-timeout", flags->drain_timeout,
+                  "On SIGTERM/SIGINT, wait at most this long for calls in flight")
+      ->capture_default_str();
+  cmd->add_option("--startup-wait", flags->startup_wait,
+                  "While discovery has found no endpoint yet, a call waits this long for one")
+      ->capture_default_str();
+  return [flags] { return RunProxy(*flags); };
+}
+
+}  // namespace sluice::cli

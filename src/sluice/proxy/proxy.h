@@ -1,0 +1,81 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sluice/client/balancer.h"
+#include "sluice/proxy/metrics.h"
+
+namespace sluice::proxy {
+
+struct ProxyOptions {
+  // Where clients connect: "IP:PORT" (port 0: a free port, see Proxy::port()).
+  std::string listen = "127.0.0.1:30051";
+  // Event-loop threads; each has its own listener (SO_REUSEPORT) and backend connections.
+  int workers = 1;
+  // SETTINGS_MAX_CONCURRENT_STREAMS announced to each client.
+  uint32_t max_concurrent_streams = 1000;
+  // Flow-control window per stream, both sides: the most message bytes the proxy holds for one
+  // direction of one call before the sender must wait.
+  uint32_t stream_window = 1 << 20;
+  // Flow-control window per connection, both sides.
+  uint32_t connection_window = 16 << 20;
+  // Request bytes kept until the backend answers, so a refused attempt can go elsewhere; a call
+  // that sent more is not retried.
+  size_t retry_buffer_limit = 256 << 10;
+  // Streams per backend connection before another connection is opened (also capped by the
+  // backend's SETTINGS_MAX_CONCURRENT_STREAMS), and connections per backend per worker.
+  uint32_t streams_per_upstream_connection = 100;
+  int max_upstream_connections = 4;
+  // With no endpoint discovered yet (startup), a call waits this long for one.
+  absl::Duration pick_wait = absl::Seconds(5);
+  // A client connection older than this gets GOAWAY, and is closed `max_connection_age_grace`
+  // later; infinite: never.
+  absl::Duration max_connection_age = absl::InfiniteDuration();
+  absl::Duration max_connection_age_grace = absl::Seconds(30);
+  // Graceful shutdown waits at most this long for calls in flight.
+  absl::Duration drain_timeout = absl::Seconds(30);
+  // Bytes queued for one socket before the proxy stops pulling frames for it.
+  size_t write_buffer_limit = 256 << 10;
+};
+
+class Worker;
+
+// `sluice proxy`'s data plane: forwards every gRPC call (an HTTP/2 stream) to a backend picked
+// by the balancer, stream by stream. Threads: Start and Shutdown from one control thread; the
+// workers run their own loops.
+class Proxy {
+ public:
+  // Binds the listeners and starts the workers. `balancer` (manage_channels=false) must outlive
+  // the proxy.
+  static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options,
+                                                      client::Balancer* balancer);
+  ~Proxy();  // Shutdown(absl::ZeroDuration()) if still running
+
+  // The port clients connect to.
+  int port() const { return port_; }
+  ProxyMetrics& metrics() { return metrics_; }
+
+  // Stops accepting, sends GOAWAY on every client connection, lets calls in flight finish for at
+  // most `timeout`, then closes everything and joins the workers.
+  void Shutdown(absl::Duration timeout);
+
+ private:
+  Proxy(ProxyOptions options, client::Balancer* balancer);
+
+  ProxyOptions options_;
+  client::Balancer* balancer_;
+  ProxyMetrics metrics_;
+  int port_ = 0;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  bool stopped_ = false;
+};
+
+}  // namespace sluice::proxy

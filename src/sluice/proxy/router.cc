@@ -1,0 +1,188 @@
+#include "sluice/proxy/router.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace sluice::proxy {
+
+absl::string_view ServiceOfPath(absl::string_view path) {
+  if (path.size() < 2 || path[0] != '/') return {};
+  const size_t slash = path.find('/', 1);
+  if (slash == absl::string_view::npos) return {};
+  return path.substr(1, slash - 1);
+}
+
+namespace {
+
+// Line and column of byte `offset` in `text`, 1-based.
+std::pair<size_t, size_t> LineColumn(absl::string_view text, size_t offset) {
+  size_t line = 1, column = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return {line, column};
+}
+
+absl::Status RouteError(const std::string& file, const std::string& where,
+                        const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat(file, ": ", where, ": ", why));
+}
+
+absl::StatusOr<RouteConfig> ParseRoute(const nlohmann::json& j, const std::string& file,
+                                       const std::string& where, bool is_default,
+                                       const client::BalancerOptions& base) {
+  if (!j.is_object()) return RouteError(file, where, "must be an object");
+  RouteConfig route;
+  route.balancer = base;
+  for (const auto& [key, value] : j.items()) {
+    if (key == "service" && !is_default) {
+      if (!value.is_string() || value.get<std::string>().empty() ||
+          value.get<std::string>().find('/') != std::string::npos) {
+        return RouteError(file, where, "\"service\" must be a service name such as pkg.Service");
+      }
+      route.service = value.get<std::string>();
+    } else if (key == "target") {
+      if (!value.is_string()) return RouteError(file, where, "\"target\" must be a string");
+      route.balancer.target = value.get<std::string>();
+    } else if (key == "policy") {
+      if (!value.is_string()) return RouteError(file, where, "\"policy\" must be a string");
+      route.balancer.policy = value.get<std::string>();
+    } else if (key == "policy_config") {
+      route.balancer.policy_config = value;
+    } else if (key == "idempotent") {
+      if (!value.is_array()) return RouteError(file, where, "\"idempotent\" must be a list");
+      route.balancer.retry.idempotent_methods.clear();
+      for (const auto& m : value) {
+        if (!m.is_string()) return RouteError(file, where, "\"idempotent\" holds method names");
+        route.balancer.retry.idempotent_methods.push_back(m.get<std::string>());
+      }
+    } else if (key == "max_attempts") {
+      if (!value.is_number_integer() || value.get<int>() < 1 || value.get<int>() > 10) {
+        return RouteError(file, where, "\"max_attempts\" must be 1 to 10");
+      }
+      route.balancer.retry.max_attempts = value.get<int>();
+    } else if (key == "retry_budget_ratio") {
+      if (!value.is_number() || value.get<double>() < 0) {
+        return RouteError(file, where, "\"retry_budget_ratio\" must be a number >= 0");
+      }
+      route.balancer.retry.budget_ratio = value.get<double>();
+    } else if (key == "retry_budget_min") {
+      if (!value.is_number_integer() || value.get<int>() < 0) {
+        return RouteError(file, where, "\"retry_budget_min\" must be a whole number >= 0");
+      }
+      route.balancer.retry.budget_min = value.get<int>();
+    } else {
+      return RouteError(file, where, absl::StrCat("unknown field \"", key, "\""));
+    }
+  }
+  if (!is_default && route.service.empty()) {
+    return RouteError(file, where, "\"service\" is missing");
+  }
+  if (route.balancer.target.empty()) return RouteError(file, where, "\"target\" is missing");
+  return route;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<RouteConfig>> ParseRouteConfig(absl::string_view text,
+                                                          const std::string& file_name,
+                                                          const client::BalancerOptions& base) {
+  nlohmann::json root;
+  try {
+    root = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    const auto [line, column] = LineColumn(text, e.byte > 0 ? e.byte - 1 : 0);
+    std::string why = e.what();
+    // nlohmann's message repeats the position; keep its reason only.
+    if (size_t at = why.find(": "); at != std::string::npos) why = why.substr(at + 2);
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_name, ":", line, ":", column, ": not valid JSON: ", why));
+  }
+  if (!root.is_object()) return RouteError(file_name, "top level", "must be a JSON object");
+  std::vector<RouteConfig> routes;
+  for (const auto& [key, value] : root.items()) {
+    if (key == "routes") {
+      if (!value.is_array()) return RouteError(file_name, "\"routes\"", "must be a list");
+      for (size_t i = 0; i < value.size(); ++i) {
+        const std::string where =
+            value[i].is_object() && value[i].contains("service") && value[i]["service"].is_string()
+                ? absl::StrCat("route ", i + 1, " (service ",
+                               value[i]["service"].get<std::string>(), ")")
+                : absl::StrCat("route ", i + 1);
+        auto route = ParseRoute(value[i], file_name, where, false, base);
+        if (!route.ok()) return route.status();
+        for (const auto& other : routes) {
+          if (other.service == route->service) {
+            return RouteError(file_name, where, "service routed twice");
+          }
+        }
+        routes.push_back(std::move(*route));
+      }
+    } else if (key == "default") {
+      auto route = ParseRoute(value, file_name, "\"default\"", true, base);
+      if (!route.ok()) return route.status();
+      routes.push_back(std::move(*route));
+    } else {
+      return RouteError(file_name, "top level",
+                        absl::StrCat("unknown field \"", key, "\" (expected routes, default)"));
+    }
+  }
+  if (routes.empty()) return RouteError(file_name, "top level", "no route and no default");
+  return routes;
+}
+
+absl::StatusOr<std::unique_ptr<Router>> Router::Create(std::vector<RouteConfig> routes) {
+  std::unique_ptr<Router> router(new Router());
+  for (auto& route : routes) {
+    route.balancer.manage_channels = false;  // the proxy carries the calls itself
+    route.balancer.fail_fast = true;
+    auto balancer = client::Balancer::Create(route.balancer);
+    if (!balancer.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(route.service.empty() ? std::string("default route")
+                                             : absl::StrCat("route for ", route.service),
+                       ": ", balancer.status().message()));
+    }
+    client::Balancer* b = balancer->get();
+    router->owned_.push_back(std::move(*balancer));
+    router->routes_.emplace_back(route.service, b);
+    if (route.service.empty()) {
+      router->default_ = b;
+    } else {
+      router->by_service_[route.service] = b;
+    }
+  }
+  return router;
+}
+
+client::Balancer* Router::ForPath(absl::string_view path) const {
+  if (!by_service_.empty()) {
+    auto it = by_service_.find(std::string(ServiceOfPath(path)));
+    if (it != by_service_.end()) return it->second;
+  }
+  return default_;
+}
+
+bool Router::Ready() const {
+  for (const auto& [service, balancer] : routes_) {
+    if (balancer->ReadyCount() == 0) return false;
+  }
+  return true;
+}
+
+std::vector<client::BackendInfo> Router::Backends() const {
+  std::vector<client::BackendInfo> all;
+  for (const auto& [service, balancer] : routes_) {
+    auto backends = balancer->Backends();
+    all.insert(all.end(), backends.begin(), backends.end());
+  }
+  return all;
+}
+
+}  // namespace sluice::proxy

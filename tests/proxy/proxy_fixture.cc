@@ -1,0 +1,229 @@
+#include "proxy_fixture.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace sluice::testing {
+
+constexpr int kMaxMessage = 16 << 20;
+
+absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(const std::string& target,
+                                                                  std::vector<std::string> extra) {
+  auto proxy = std::unique_ptr<ProxyProcess>(new ProxyProcess());
+  proxy->port_ = FreePort();
+  proxy->admin_port_ = FreePort();
+  proxy->log_dir_ = MakeTempDir("proxy");
+  std::vector<std::string> argv = {BuiltBinary("bin/sluice"),
+                                   "proxy",
+                                   "--listen",
+                                   absl::StrCat("127.0.0.1:", proxy->port_),
+                                   "--target",
+                                   target,
+                                   "--admin",
+                                   absl::StrCat("127.0.0.1:", proxy->admin_port_)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto process = ChildProcess::Start(argv, {}, proxy->log_dir_ + "/proxy.log");
+  if (!process.ok()) return process.status();
+  proxy->process_ = std::move(*process);
+  ProxyProcess* p = proxy.get();
+  if (!WaitFor([p] { return p->Get("/healthz").first == 200 && CanConnect("127.0.0.1", p->port_); },
+               absl::Seconds(20))) {
+    return absl::DeadlineExceededError("proxy did not start: " + p->process_.ReadLog());
+  }
+  return proxy;
+}
+
+ProxyProcess::~ProxyProcess() {
+  if (process_.running()) process_.Kill();
+  if (!log_dir_.empty()) RemoveTree(log_dir_);
+}
+
+std::pair<int, std::string> ProxyProcess::Get(const std::string& path) const {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(admin_port_);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return {0, ""};
+  }
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: x\r\n\r\n");
+  send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string response;
+  char buf[8192];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, n);
+  close(fd);
+  int status = 0;
+  if (response.size() > 12) absl::SimpleAtoi(response.substr(9, 3), &status);
+  const size_t body = response.find("\r\n\r\n");
+  return {status, body == std::string::npos ? "" : response.substr(body + 4)};
+}
+
+double ProxyProcess::Metric(const std::string& name) const {
+  const std::string text = Get("/metrics").second;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, name + " ")) {
+      double value = -1;
+      if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
+    }
+  }
+  return -1;
+}
+
+std::shared_ptr<grpc::Channel> ProxyProcess::Channel() const {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessage);
+  args.SetMaxSendMessageSize(kMaxMessage);
+  args.SetInt("grpc.use_local_subchannel_pool", 1);  // a fresh connection per channel
+  return grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), args);
+}
+
+class TestServiceBackend::Service final : public grpc::testing::TestService::Service {
+ public:
+  Service(std::shared_ptr<std::atomic<int64_t>> sent,
+          std::shared_ptr<std::atomic<int64_t>> cancelled,
+          std::shared_ptr<std::atomic<int64_t>> calls)
+      : sent_(std::move(sent)), cancelled_(std::move(cancelled)), calls_(std::move(calls)) {}
+
+  grpc::Status EmptyCall(grpc::ServerContext*, const grpc::testing::Empty*,
+                         grpc::testing::Empty*) override {
+    ++*calls_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UnaryCall(grpc::ServerContext* context, const grpc::testing::SimpleRequest* request,
+                         grpc::testing::SimpleResponse* response) override {
+    ++*calls_;
+    EchoMetadata(context);
+    if (request->has_response_status() && request->response_status().code() != 0) {
+      return grpc::Status(static_cast<grpc::StatusCode>(request->response_status().code()),
+                          request->response_status().message());
+    }
+    response->mutable_payload()->set_body(std::string(request->response_size(), 'r'));
+    response->set_username(std::to_string(request->payload().body().size()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StreamingOutputCall(
+      grpc::ServerContext* context, const grpc::testing::StreamingOutputCallRequest* request,
+      grpc::ServerWriter<grpc::testing::StreamingOutputCallResponse>* writer) override {
+    ++*calls_;
+    grpc::testing::StreamingOutputCallResponse response;
+    for (const auto& params : request->response_parameters()) {
+      if (!Sleep(context, absl::Microseconds(params.interval_us()))) {
+        ++*cancelled_;
+        return grpc::Status::CANCELLED;
+      }
+      response.mutable_payload()->set_body(std::string(params.size(), 's'));
+      if (!writer->Write(response)) {
+        if (context->IsCancelled()) ++*cancelled_;
+        return grpc::Status::CANCELLED;
+      }
+      ++*sent_;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StreamingInputCall(
+      grpc::ServerContext*, grpc::ServerReader<grpc::testing::StreamingInputCallRequest>* reader,
+      grpc::testing::StreamingInputCallResponse* response) override {
+    ++*calls_;
+    grpc::testing::StreamingInputCallRequest request;
+    int64_t total = 0;
+    while (reader->Read(&request)) total += request.payload().body().size();
+    response->set_aggregated_payload_size(static_cast<int32_t>(total));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status FullDuplexCall(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<grpc::testing::StreamingOutputCallResponse,
+                               grpc::testing::StreamingOutputCallRequest>* stream) override {
+    ++*calls_;
+    EchoMetadata(context);
+    grpc::testing::StreamingOutputCallRequest request;
+    while (stream->Read(&request)) {
+      if (request.has_response_status() && request.response_status().code() != 0) {
+        return grpc::Status(static_cast<grpc::StatusCode>(request.response_status().code()),
+                            request.response_status().message());
+      }
+      for (const auto& params : request.response_parameters()) {
+        if (!Sleep(context, absl::Microseconds(params.interval_us()))) break;
+        grpc::testing::StreamingOutputCallResponse response;
+        response.mutable_payload()->set_body(std::string(params.size(), 'd'));
+        if (!stream->Write(response)) break;
+        ++*sent_;
+      }
+    }
+    if (context->IsCancelled()) {
+      ++*cancelled_;
+      return grpc::Status::CANCELLED;
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  static void EchoMetadata(grpc::ServerContext* context) {
+    const auto& md = context->client_metadata();
+    if (auto it = md.find("x-grpc-test-echo-initial"); it != md.end()) {
+      context->AddInitialMetadata("x-grpc-test-echo-initial",
+                                  std::string(it->second.data(), it->second.size()));
+    }
+    if (auto it = md.find("x-grpc-test-echo-trailing-bin"); it != md.end()) {
+      context->AddTrailingMetadata("x-grpc-test-echo-trailing-bin",
+                                   std::string(it->second.data(), it->second.size()));
+    }
+  }
+  // Sleeps, waking to notice cancellation; false if the call was cancelled.
+  static bool Sleep(grpc::ServerContext* context, absl::Duration d) {
+    const absl::Time end = absl::Now() + d;
+    while (absl::Now() < end) {
+      if (context->IsCancelled()) return false;
+      absl::SleepFor(std::min(absl::Milliseconds(5), end - absl::Now()));
+    }
+    return !context->IsCancelled();
+  }
+
+  std::shared_ptr<std::atomic<int64_t>> sent_, cancelled_, calls_;
+};
+
+absl::StatusOr<std::unique_ptr<TestServiceBackend>> TestServiceBackend::Start(
+    const std::string& ip, int max_concurrent_streams) {
+  auto backend = std::unique_ptr<TestServiceBackend>(new TestServiceBackend());
+  backend->service_ =
+      std::make_unique<Service>(backend->sent_, backend->cancelled_, backend->calls_);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(ip + ":0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(backend->service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxMessage);
+  builder.SetMaxSendMessageSize(kMaxMessage);
+  if (max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, max_concurrent_streams);
+  }
+  backend->server_ = builder.BuildAndStart();
+  if (backend->server_ == nullptr || port == 0) {
+    return absl::UnavailableError("cannot start the test service on " + ip);
+  }
+  backend->address_ = absl::StrCat(ip, ":", port);
+  return backend;
+}
+
+TestServiceBackend::~TestServiceBackend() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+}
+
+}  // namespace sluice::testing

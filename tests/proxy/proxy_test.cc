@@ -1,0 +1,739 @@
+// `sluice proxy` as a real process between real gRPC clients and real gRPC servers.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "etcd_process.h"
+#include "greeter_backend.h"
+#include "helloworld.grpc.pb.h"
+#include "process.h"
+#include "proxy_fixture.h"
+#include "raw_h2_client.h"
+
+namespace sluice::testing {
+namespace {
+
+using grpc::testing::StreamingOutputCallRequest;
+using grpc::testing::StreamingOutputCallResponse;
+using grpc::testing::TestService;
+
+std::chrono::system_clock::time_point In(absl::Duration d) {
+  return std::chrono::system_clock::now() + absl::ToChronoNanoseconds(d);
+}
+
+// "Hello, <name>!, I am <ip>:<port>" -> "<ip>:<port>"
+std::string Replier(const std::string& reply) {
+  const size_t at = reply.rfind("I am ");
+  return at == std::string::npos ? "" : reply.substr(at + 5);
+}
+
+grpc::Status SayHello(Greeter::Stub& stub, const std::string& name, HelloReply* reply,
+                      absl::Duration timeout = absl::Seconds(10)) {
+  grpc::ClientContext context;
+  context.set_deadline(In(timeout));
+  HelloRequest request;
+  request.set_name(name);
+  return stub.SayHello(&context, request, reply);
+}
+
+// ---- Greeter over etcd discovery ----
+
+TEST(ProxyGreeterTest, SpreadsCallsOverThreeBackendsFoundInEtcd) {
+  EtcdProcess etcd;
+  ASSERT_TRUE(etcd.Start().ok());
+  auto proxy = ProxyProcess::Start(absl::StrCat("etcd://", etcd.endpoint(), "/services/greeter"),
+                                   {"--policy", "round_robin", "--startup-wait", "300ms"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ((*proxy)->Get("/ready").first, 503);
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+
+  // No backend registered: UNAVAILABLE naming the service.
+  HelloReply reply;
+  grpc::Status status = SayHello(*stub, "early", &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "greeter")) << status.error_message();
+
+  std::vector<ChildProcess> backends;
+  std::vector<std::string> ips = {"127.0.0.11", "127.0.0.12", "127.0.0.13"};
+  const int port = FreePort();
+  for (const auto& ip : ips) {
+    auto child = ChildProcess::Start({BuiltBinary("bin/greeter_server"), "--ip", ip, "--port",
+                                      std::to_string(port), "--etcd", etcd.endpoint(), "--quiet"});
+    ASSERT_TRUE(child.ok()) << child.status();
+    backends.push_back(std::move(*child));
+  }
+  ProxyProcess* p = proxy->get();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string body = p->Get("/backends").second;
+        return absl::StrContains(body, "127.0.0.11") && absl::StrContains(body, "127.0.0.12") &&
+               absl::StrContains(body, "127.0.0.13");
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(p->Get("/ready").first, 200);
+  // Wait until each backend answers directly, so no call races a server still starting.
+  for (const auto& ip : ips) {
+    ASSERT_TRUE(WaitFor([&] { return CanConnect(ip, port); }, absl::Seconds(10)));
+  }
+
+  const double connections_before = p->Metric("sluice_proxy_downstream_connections_total");
+  std::map<std::string, int> per_backend;
+  for (int i = 0; i < 30; ++i) {
+    HelloReply r;
+    grpc::Status s = SayHello(*stub, "n" + std::to_string(i), &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(absl::StartsWith(r.message(), "Hello, n" + std::to_string(i) + "!")) << r.message();
+    ++per_backend[Replier(r.message())];
+  }
+  ASSERT_EQ(per_backend.size(), 3u);
+  for (const auto& ip : ips) {
+    EXPECT_GE(per_backend[absl::StrCat(ip, ":", port)], 5) << ip;
+  }
+
+  // A backend stopped gracefully leaves the registry: no new call goes to it, none fails.
+  EXPECT_EQ(backends[1].Stop(), 0);
+  ASSERT_TRUE(WaitFor([&] { return !absl::StrContains(p->Get("/backends").second, "127.0.0.12"); },
+                      absl::Seconds(20)));
+  std::map<std::string, int> after_stop;
+  for (int i = 0; i < 20; ++i) {
+    HelloReply r;
+    grpc::Status s = SayHello(*stub, "after", &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ++after_stop[Replier(r.message())];
+  }
+  EXPECT_EQ(after_stop.count(absl::StrCat("127.0.0.12:", port)), 0u);
+  EXPECT_EQ(after_stop.size(), 2u);
+
+  // Per-call balancing over one client connection, and the metrics saw every call.
+  EXPECT_EQ(p->Metric("sluice_proxy_downstream_connections_total"), connections_before);
+  EXPECT_GE(p->Metric("sluice_proxy_streams_total"), 31);
+  const std::string metrics = p->Get("/metrics").second;
+  EXPECT_TRUE(absl::StrContains(metrics, "sluice_proxy_backend_calls_total{backend=\"127.0.0.12:"));
+  EXPECT_TRUE(absl::StrContains(metrics, "sluice_proxy_backend_latency_seconds_bucket"));
+  EXPECT_EQ(p->process().Stop(), 0);
+}
+
+// ---- The gRPC test service through the proxy ----
+
+class ProxyStreamingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto backend = TestServiceBackend::Start("127.0.0.11");
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = std::move(*backend);
+    auto proxy = ProxyProcess::Start(backend_->address(), {"--workers", "2"});
+    ASSERT_TRUE(proxy.ok()) << proxy.status();
+    proxy_ = std::move(*proxy);
+    stub_ = TestService::NewStub(proxy_->Channel());
+  }
+
+  std::unique_ptr<TestServiceBackend> backend_;
+  std::unique_ptr<ProxyProcess> proxy_;
+  std::unique_ptr<TestService::Stub> stub_;
+};
+
+TEST_F(ProxyStreamingTest, ServerStreamsTenThousandMessages) {
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(60)));
+  StreamingOutputCallRequest request;
+  for (int i = 0; i < 10000; ++i) request.add_response_parameters()->set_size(100 + i % 50);
+  auto reader = stub_->StreamingOutputCall(&context, request);
+  StreamingOutputCallResponse response;
+  int received = 0;
+  while (reader->Read(&response)) {
+    ASSERT_EQ(response.payload().body().size(), static_cast<size_t>(100 + received % 50));
+    ++received;
+  }
+  grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(received, 10000);
+}
+
+TEST_F(ProxyStreamingTest, ClientStreamsAndEmptyStream) {
+  for (int messages : {0, 500}) {
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(30)));
+    grpc::testing::StreamingInputCallResponse response;
+    auto writer = stub_->StreamingInputCall(&context, &response);
+    grpc::testing::StreamingInputCallRequest request;
+    int64_t total = 0;
+    for (int i = 0; i < messages; ++i) {
+      request.mutable_payload()->set_body(std::string(1000 + i, 'c'));
+      total += 1000 + i;
+      ASSERT_TRUE(writer->Write(request));
+    }
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.aggregated_payload_size(), total);
+  }
+}
+
+TEST_F(ProxyStreamingTest, BidiPingPong) {
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(30)));
+  auto stream = stub_->FullDuplexCall(&context);
+  for (int i = 0; i < 200; ++i) {
+    StreamingOutputCallRequest request;
+    request.add_response_parameters()->set_size(10 + i);
+    request.mutable_payload()->set_body(std::string(i, 'p'));
+    ASSERT_TRUE(stream->Write(request));
+    StreamingOutputCallResponse response;
+    ASSERT_TRUE(stream->Read(&response));
+    ASSERT_EQ(response.payload().body().size(), static_cast<size_t>(10 + i));
+  }
+  stream->WritesDone();
+  StreamingOutputCallResponse extra;
+  EXPECT_FALSE(stream->Read(&extra));
+  grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+TEST_F(ProxyStreamingTest, FourMebibyteMessagesBothWays) {
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(30)));
+    grpc::testing::SimpleRequest request;
+    request.set_response_size(4 << 20);
+    request.mutable_payload()->set_body(std::string(4 << 20, 'q'));
+    grpc::testing::SimpleResponse response;
+    grpc::Status status = stub_->UnaryCall(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.payload().body().size(), static_cast<size_t>(4 << 20));
+    EXPECT_EQ(response.username(), std::to_string(4 << 20));
+  }
+}
+
+TEST_F(ProxyStreamingTest, StatusMessageMetadataAndUnimplementedPassThrough) {
+  {
+    grpc::ClientContext context;
+    grpc::testing::SimpleRequest request;
+    request.mutable_response_status()->set_code(5);
+    request.mutable_response_status()->set_message(
+        "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n");
+    grpc::testing::SimpleResponse response;
+    grpc::Status status = stub_->UnaryCall(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(status.error_message(), request.response_status().message());
+  }
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("x-grpc-test-echo-initial", "test_initial_metadata_value");
+    context.AddMetadata("x-grpc-test-echo-trailing-bin",
+                        std::string("\x0a\x0b\x0a\x0b\x0a\x0b", 6));
+    grpc::testing::SimpleRequest request;
+    request.set_response_size(10);
+    grpc::testing::SimpleResponse response;
+    ASSERT_TRUE(stub_->UnaryCall(&context, request, &response).ok());
+    auto initial = context.GetServerInitialMetadata().find("x-grpc-test-echo-initial");
+    ASSERT_NE(initial, context.GetServerInitialMetadata().end());
+    EXPECT_EQ(std::string(initial->second.data(), initial->second.size()),
+              "test_initial_metadata_value");
+    auto trailing = context.GetServerTrailingMetadata().find("x-grpc-test-echo-trailing-bin");
+    ASSERT_NE(trailing, context.GetServerTrailingMetadata().end());
+    EXPECT_EQ(std::string(trailing->second.data(), trailing->second.size()),
+              std::string("\x0a\x0b\x0a\x0b\x0a\x0b", 6));
+  }
+  {
+    grpc::ClientContext context;
+    grpc::testing::Empty request, response;
+    EXPECT_EQ(stub_->UnimplementedCall(&context, request, &response).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+}
+
+TEST_F(ProxyStreamingTest, SlowReaderKeepsProxyBuffersBounded) {
+  constexpr int kMessages = 800;  // 50 MiB: far more than every window on the way together
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(60)));
+  StreamingOutputCallRequest request;
+  for (int i = 0; i < kMessages; ++i) request.add_response_parameters()->set_size(64 << 10);
+  auto reader = stub_->StreamingOutputCall(&context, request);
+  StreamingOutputCallResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  // The client stops reading. The backend must be held back, and the proxy must not hoard.
+  double max_buffered = 0;
+  for (int i = 0; i < 20; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    max_buffered = std::max(max_buffered, proxy_->Metric("sluice_proxy_buffered_bytes"));
+  }
+  EXPECT_LE(max_buffered, 4 << 20);  // per-stream window is 1 MiB per direction
+  EXPECT_LT(backend_->messages_sent(), kMessages / 2);
+  int received = 1;
+  while (reader->Read(&response)) ++received;
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(received, kMessages);
+  EXPECT_TRUE(WaitFor([&] { return proxy_->Metric("sluice_proxy_buffered_bytes") == 0; },
+                      absl::Seconds(5)));
+}
+
+TEST_F(ProxyStreamingTest, ClientCancelReachesBackend) {
+  for (int round = 0; round < 2; ++round) {
+    const int64_t before = backend_->cancellations();
+    grpc::ClientContext context;
+    auto stream = stub_->FullDuplexCall(&context);
+    StreamingOutputCallRequest request;
+    request.add_response_parameters()->set_size(10);
+    ASSERT_TRUE(stream->Write(request));
+    StreamingOutputCallResponse response;
+    if (round == 1) {
+      ASSERT_TRUE(stream->Read(&response));  // cancel_after_first_response
+    }
+    context.TryCancel();
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    if (round == 1) {
+      // The backend certainly had the call (it answered): it must see the cancellation.
+      EXPECT_TRUE(WaitFor([&] { return backend_->cancellations() > before; }, absl::Seconds(10)));
+    }
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> GrpcHeaders(const std::string& path) {
+  return {{":method", "POST"},
+          {":scheme", "http"},
+          {":path", path},
+          {":authority", "proxy"},
+          {"content-type", "application/grpc"},
+          {"te", "trailers"}};
+}
+
+TEST_F(ProxyStreamingTest, GrpcTimeoutEndsCallWithDeadlineExceededAndCancelsBackend) {
+  // A raw client, so the deadline is the proxy's doing (gRPC's own client would cancel itself).
+  auto headers = GrpcHeaders("/grpc.testing.TestService/StreamingOutputCall");
+  headers.push_back({"grpc-timeout", "300m"});
+  StreamingOutputCallRequest request;
+  auto* params = request.add_response_parameters();
+  params->set_size(1);
+  params->set_interval_us(20'000'000);  // the backend "sleeps" 20 s
+  const int64_t before = backend_->cancellations();
+  const absl::Time start = absl::Now();
+  auto response = RawHttp2Request(proxy_->port(), headers, GrpcFrame(request.SerializeAsString()),
+                                  absl::Seconds(15));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->closed);
+  EXPECT_EQ(response->Header("grpc-status"), "4");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_TRUE(WaitFor([&] { return backend_->cancellations() > before; }, absl::Seconds(10)));
+}
+
+// A backend that accepts TCP connections and never answers: only the proxy can end the call.
+class BlackHole {
+ public:
+  explicit BlackHole(const std::string& ip) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(fd_, 16);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    address_ = absl::StrCat(ip, ":", ntohs(addr.sin_port));
+  }
+  ~BlackHole() { close(fd_); }
+  const std::string& address() const { return address_; }
+
+ private:
+  int fd_;
+  std::string address_;
+};
+
+TEST(ProxyDeadlineTest, GrpcTimeoutExpiresInTheProxyWhenTheBackendIsSilent) {
+  BlackHole hole("127.0.0.12");
+  auto proxy = ProxyProcess::Start(hole.address());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto headers = GrpcHeaders("/grpc.testing.TestService/EmptyCall");
+  headers.push_back({"grpc-timeout", "400m"});
+  const absl::Time start = absl::Now();
+  auto response = RawHttp2Request((*proxy)->port(), headers, GrpcFrame(""), absl::Seconds(15));
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->closed);
+  EXPECT_EQ(response->Header("grpc-status"), "4");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(350));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ((*proxy)->Metric("sluice_proxy_deadline_exceeded_total"), 1);
+  // The same through gRPC's own client: DEADLINE_EXCEEDED, and the proxy stays healthy.
+  auto stub = TestService::NewStub((*proxy)->Channel());
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Milliseconds(300)));
+  grpc::testing::Empty empty;
+  EXPECT_EQ(stub->EmptyCall(&context, empty, &empty).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ((*proxy)->Get("/healthz").first, 200);
+}
+
+TEST_F(ProxyStreamingTest, BadInputGetsErrorsAndOtherClientsKeepWorking) {
+  // A good client holds its own connection throughout.
+  grpc::testing::Empty empty;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->EmptyCall(&context, empty, &empty).ok());
+  }
+  // Bytes that are not HTTP/2: GOAWAY(PROTOCOL_ERROR), then the connection closes.
+  {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(proxy_->port());
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    timeval timeout{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const std::string garbage = "GET / HTTP/1.1\r\nHost: x\r\n\r\nthis is not http/2 at all";
+    ASSERT_EQ(send(fd, garbage.data(), garbage.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(garbage.size()));
+    std::string received;
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) received.append(buf, n);
+    EXPECT_EQ(n, 0) << "the proxy closes the connection";
+    close(fd);
+    bool goaway_protocol_error = false;
+    for (size_t off = 0; off + 9 <= received.size();) {
+      const size_t length = (static_cast<uint8_t>(received[off]) << 16) |
+                            (static_cast<uint8_t>(received[off + 1]) << 8) |
+                            static_cast<uint8_t>(received[off + 2]);
+      const uint8_t type = received[off + 3];
+      if (type == 0x7 && off + 9 + 8 <= received.size()) {
+        const uint8_t* p = reinterpret_cast<const uint8_t*>(received.data()) + off + 9 + 4;
+        const uint32_t code = (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3];
+        goaway_protocol_error = code == 0x1;
+      }
+      off += 9 + length;
+    }
+    EXPECT_TRUE(goaway_protocol_error) << "got " << received.size() << " bytes";
+  }
+  // Missing :path: the stream is reset (PROTOCOL_ERROR) or refused with an HTTP error.
+  {
+    auto headers = GrpcHeaders("/x");
+    headers.erase(headers.begin() + 2);
+    auto response = RawHttp2Request(proxy_->port(), headers, "", absl::Seconds(10));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_TRUE(response->reset || response->Header(":status") == "400");
+  }
+  // Not gRPC: 415 with a gRPC status, never reaching the backend.
+  const int64_t calls_before = backend_->calls();
+  {
+    auto headers = GrpcHeaders("/grpc.testing.TestService/EmptyCall");
+    headers[4].second = "application/json";
+    auto response = RawHttp2Request(proxy_->port(), headers, "{}", absl::Seconds(10));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->Header(":status"), "415");
+    EXPECT_EQ(response->Header("grpc-status"), "13");
+  }
+  {
+    auto headers = GrpcHeaders("/grpc.testing.TestService/EmptyCall");
+    headers[0].second = "GET";
+    auto response = RawHttp2Request(proxy_->port(), headers, "", absl::Seconds(10));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->Header(":status"), "405");
+  }
+  EXPECT_EQ(backend_->calls(), calls_before);
+  // A valid raw request works, and so does the good client on its old connection.
+  {
+    auto response =
+        RawHttp2Request(proxy_->port(), GrpcHeaders("/grpc.testing.TestService/EmptyCall"),
+                        GrpcFrame(""), absl::Seconds(10));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->Header("grpc-status"), "0");
+  }
+  for (int i = 0; i < 5; ++i) {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->EmptyCall(&context, empty, &empty).ok());
+  }
+  EXPECT_GE(proxy_->Metric("sluice_proxy_protocol_errors_total"), 1);
+  EXPECT_GE(proxy_->Metric("sluice_proxy_rejected_requests_total"), 2);
+  EXPECT_TRUE(absl::StrContains(proxy_->process().ReadLog(), "closing client connection"));
+}
+
+// ---- Shutdown and failures ----
+
+TEST(ProxyLifecycleTest, SigtermFinishesCallsInFlightAndExitsZero) {
+  auto backend = GreeterBackend::Start("127.0.0.11", 0, absl::Milliseconds(1500));
+  ASSERT_TRUE(backend.ok());
+  auto proxy = ProxyProcess::Start((*backend)->address());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  std::atomic<int> ok{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 5; ++i) {
+    callers.emplace_back([&] {
+      HelloReply reply;
+      if (SayHello(*stub, "slow", &reply).ok()) ++ok;
+    });
+  }
+  ASSERT_TRUE(
+      WaitFor([&] { return (*proxy)->Metric("sluice_proxy_streams") == 5; }, absl::Seconds(10)));
+  (*proxy)->process().Signal(SIGTERM);
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(ok.load(), 5);
+  auto code = (*proxy)->process().Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0);
+  EXPECT_FALSE(CanConnect("127.0.0.1", (*proxy)->port()));
+}
+
+TEST(ProxyResilienceTest, KilledBackendCallsSucceedViaRetries) {
+  const int port = FreePort();
+  std::vector<ChildProcess> backends;
+  std::vector<std::string> ips = {"127.0.0.11", "127.0.0.12", "127.0.0.13"};
+  for (const auto& ip : ips) {
+    auto child = ChildProcess::Start(
+        {BuiltBinary("bin/greeter_server"), "--ip", ip, "--port", std::to_string(port), "--quiet"});
+    ASSERT_TRUE(child.ok());
+    backends.push_back(std::move(*child));
+  }
+  for (const auto& ip : ips) {
+    ASSERT_TRUE(WaitFor([&] { return CanConnect(ip, port); }, absl::Seconds(10)));
+  }
+  const std::string target =
+      absl::StrCat("static://127.0.0.11:", port, ",127.0.0.12:", port, ",127.0.0.13:", port);
+  auto proxy = ProxyProcess::Start(
+      target, {"--policy", "least_request", "--idempotent", "/Greeter/SayHello"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mu;
+  std::map<std::string, int> per_backend;
+  std::string first_error;
+  std::vector<std::thread> callers;
+  // Three callers: at most three calls die with the backend at once, which the default retry
+  // budget (20% of calls in flight + 3) always covers. More at once may fail by design.
+  for (int t = 0; t < 3; ++t) {
+    callers.emplace_back([&] {
+      while (!stop) {
+        HelloReply reply;
+        grpc::Status s = SayHello(*stub, "load", &reply);
+        std::lock_guard<std::mutex> lock(mu);
+        if (s.ok()) {
+          ++ok;
+          ++per_backend[Replier(reply.message())];
+        } else {
+          ++failed;
+          if (first_error.empty()) first_error = s.error_message();
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return ok.load() > 200; }, absl::Seconds(20)));
+  backends[1].Kill();  // 127.0.0.12 crashes: -9
+  const int at_kill = ok.load();
+  ASSERT_TRUE(WaitFor([&] { return ok.load() > at_kill + 600; }, absl::Seconds(30)));
+  stop = true;
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(failed.load(), 0) << first_error << "\n" << (*proxy)->process().ReadLog();
+  EXPECT_GT(per_backend[absl::StrCat("127.0.0.12:", port)], 0);
+  EXPECT_GT(per_backend[absl::StrCat("127.0.0.11:", port)], 0);
+  EXPECT_GT(per_backend[absl::StrCat("127.0.0.13:", port)], 0);
+  EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 1);
+}
+
+TEST(ProxyResilienceTest, GracefullyStoppedBackendUnderLoadLosesNoCall) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip, 0, absl::Milliseconds(2));
+    ASSERT_TRUE(backend.ok());
+    backends.push_back(std::move(*backend));
+  }
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                       backends[1]->address(), ",", backends[2]->address()),
+                          {"--idempotent", "/Greeter/*"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mu;
+  std::string first_error;
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 3; ++t) {  // within the default retry budget, as above
+    callers.emplace_back([&] {
+      while (!stop) {
+        HelloReply reply;
+        grpc::Status s = SayHello(*stub, "load", &reply);
+        if (s.ok()) {
+          ++ok;
+        } else {
+          ++failed;
+          std::lock_guard<std::mutex> lock(mu);
+          if (first_error.empty()) first_error = s.error_message();
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return ok.load() > 200; }, absl::Seconds(20)));
+  const int64_t stopped_calls = backends[1]->calls();
+  EXPECT_GT(stopped_calls, 0);
+  backends[1]->Shutdown(absl::Seconds(5));  // GOAWAY, drain, then refuse connections
+  const int at_stop = ok.load();
+  ASSERT_TRUE(WaitFor([&] { return ok.load() > at_stop + 500; }, absl::Seconds(30)));
+  stop = true;
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(failed.load(), 0) << first_error << "\n" << (*proxy)->process().ReadLog();
+  EXPECT_GT(backends[0]->calls() + backends[2]->calls(), 0);
+}
+
+TEST(ProxyUpstreamTest, OpensMoreConnectionsOnlyWhenTheBackendLimitsStreams) {
+  auto backend = TestServiceBackend::Start("127.0.0.11", /*max_concurrent_streams=*/10);
+  ASSERT_TRUE(backend.ok());
+  auto proxy = ProxyProcess::Start((*backend)->address(), {"--workers", "1"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = TestService::NewStub((*proxy)->Channel());
+  {
+    grpc::ClientContext context;
+    grpc::testing::Empty empty;
+    ASSERT_TRUE(stub->EmptyCall(&context, empty, &empty).ok());  // learns the backend's limit
+  }
+  std::atomic<int> ok{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 40; ++i) {
+    callers.emplace_back([&] {
+      grpc::ClientContext context;
+      context.set_deadline(In(absl::Seconds(30)));
+      StreamingOutputCallRequest request;
+      auto* params = request.add_response_parameters();
+      params->set_size(10);
+      params->set_interval_us(500'000);
+      auto reader = stub->StreamingOutputCall(&context, request);
+      StreamingOutputCallResponse response;
+      while (reader->Read(&response)) {
+      }
+      if (reader->Finish().ok()) ++ok;
+    });
+  }
+  double max_upstream = 0;
+  for (int i = 0; i < 10; ++i) {
+    max_upstream = std::max(max_upstream, (*proxy)->Metric("sluice_proxy_upstream_connections"));
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(ok.load(), 40);
+  // 40 calls over a backend allowing 10 streams per connection: a few connections, not 40.
+  EXPECT_GE(max_upstream, 2);
+  EXPECT_LE(max_upstream, 4);
+}
+
+// Runs `callers` threads each making `calls` SayHello calls; returns how many succeeded.
+int RunCallers(Greeter::Stub& stub, int callers, int calls) {
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < callers; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < calls; ++j) {
+        HelloReply reply;
+        if (SayHello(stub, "c", &reply).ok()) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return ok.load();
+}
+
+TEST(ProxyDownstreamTest, MaxConcurrentStreamsPerClientConnection) {
+  auto backend = GreeterBackend::Start("127.0.0.11", 0, absl::Milliseconds(200));
+  ASSERT_TRUE(backend.ok());
+  auto proxy = ProxyProcess::Start((*backend)->address(), {"--max-concurrent-streams", "2"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  std::atomic<bool> done{false};
+  double max_streams = 0;
+  std::thread watcher([&] {
+    while (!done) {
+      max_streams = std::max(max_streams, (*proxy)->Metric("sluice_proxy_streams"));
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  });
+  EXPECT_EQ(RunCallers(*stub, 6, 3), 18);
+  done = true;
+  watcher.join();
+  // Six callers share one connection that allows two streams at a time.
+  EXPECT_LE(max_streams, 2);
+  EXPECT_GE(max_streams, 1);
+}
+
+TEST(ProxyDownstreamTest, MaxConnectionAgeSendsClientsAwayWithoutFailingCalls) {
+  auto backend = GreeterBackend::Start("127.0.0.11", 0, absl::Milliseconds(100));
+  ASSERT_TRUE(backend.ok());
+  auto proxy = ProxyProcess::Start((*backend)->address(), {"--max-connection-age", "500ms",
+                                                           "--max-connection-age-grace", "10s"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  const double before = (*proxy)->Metric("sluice_proxy_downstream_connections_total");
+  // About 2 s of calls against a 500 ms age: GOAWAYs arrive mid-call and none fails.
+  EXPECT_EQ(RunCallers(*stub, 4, 20), 80);
+  EXPECT_GE((*proxy)->Metric("sluice_proxy_downstream_connections_total"), before + 2);
+}
+
+TEST(ProxyResilienceTest, IdempotentUnavailableIsRetriedThenTheBackendsAnswerPassesThrough) {
+  auto a = TestServiceBackend::Start("127.0.0.11");
+  auto b = TestServiceBackend::Start("127.0.0.12");
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", (*a)->address(), ",", (*b)->address()),
+                          {"--idempotent", "/grpc.testing.TestService/*", "--max-attempts", "3"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = TestService::NewStub((*proxy)->Channel());
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(10)));
+  grpc::testing::SimpleRequest request;
+  request.mutable_response_status()->set_code(14);
+  request.mutable_response_status()->set_message("down for maintenance: 100% \xe2\x98\xba");
+  grpc::testing::SimpleResponse response;
+  grpc::Status status = stub->UnaryCall(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), request.response_status().message());
+  // Three attempts, spread over both backends (a retry avoids the backend that just failed).
+  EXPECT_EQ((*a)->calls() + (*b)->calls(), 3);
+  EXPECT_GE((*a)->calls(), 1);
+  EXPECT_GE((*b)->calls(), 1);
+  EXPECT_EQ((*proxy)->Metric("sluice_proxy_retries_total"), 2);
+  // Other statuses are answers, not outages: NOT_FOUND goes back after one attempt.
+  grpc::ClientContext context2;
+  request.mutable_response_status()->set_code(5);
+  EXPECT_EQ(stub->UnaryCall(&context2, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ((*a)->calls() + (*b)->calls(), 4);
+}
+
+TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {
+  auto run = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {BuiltBinary("bin/sluice"), "proxy"});
+    auto child = ChildProcess::Start(args);
+    EXPECT_TRUE(child.ok());
+    auto code = child->Wait(absl::Seconds(20));
+    EXPECT_TRUE(code.ok());
+    return code.ok() ? *code : -1;
+  };
+  EXPECT_EQ(run({"--help"}), 0);
+  EXPECT_EQ(run({}), 2);  // --target is required
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--listen", "nowhere"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--policy", "bogus"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--policy-config", "{not json"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--max-connection-age", "soon"}), 2);
+  // The port is taken: a runtime failure.
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--listen",
+                 absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))}),
+            1);
+  close(fd);
+}
+
+}  // namespace
+}  // namespace sluice::testing
