@@ -77,7 +77,8 @@ absl::Status EtcdCluster::Spawn(int index) {
       "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
       // Ignored once the data dir holds a member: a restart rejoins the same cluster.
       "--initial-cluster", initial_cluster_, "--initial-cluster-state", "new",
-      "--initial-cluster-token", absl::StrCat("sluice-", member.client_port),
+      // One token for the whole cluster, unique to this fixture.
+      "--initial-cluster-token", absl::StrCat("sluice-", members_[0].client_port),
       "--log-level", "warn", "--logger", "zap"};
   if (tls) {
     argv.insert(argv.end(), {"--cert-file", tls_.cert_file, "--key-file", tls_.key_file});
