@@ -1,9 +1,11 @@
 // etcd as a real 3-member cluster under a steady client-library load: the leader killed with -9,
 // and every member stopped for a while. The callers must not notice either.
+#include "etcd_cluster.h"
+
 #include <atomic>
-#include <map>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -13,13 +15,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "etcd_cluster.h"
 #include "greeter_backend.h"
 #include "gtest/gtest.h"
 #include "helloworld.grpc.pb.h"
-#include "sluice/client/call.h"
 #include "process.h"
 #include "sluice/client/balancer.h"
+#include "sluice/client/call.h"
 #include "sluice/discovery/discovery.h"
 #include "sluice/etcd/etcd_client.h"
 #include "sluice/registry/registrar.h"
@@ -35,10 +36,10 @@ constexpr char kPrefix[] = "services/x";
 constexpr int64_t kTtlSeconds = 3;
 constexpr int kLoadThreads = 4;
 
-#define ASSERT_CLUSTER_STARTS(cluster)   \
-  do {                                       \
+#define ASSERT_CLUSTER_STARTS(cluster)        \
+  do {                                        \
     absl::Status started = (cluster).Start(); \
-    ASSERT_TRUE(started.ok()) << started;    \
+    ASSERT_TRUE(started.ok()) << started;     \
   } while (false)
 
 bool LongTests() {
@@ -100,11 +101,12 @@ struct LoadResult {
 
   std::string Summary() const {
     std::string text = absl::StrCat("ok=", ok, " failed=", failures.size());
-    for (const auto& [backend, count] : by_backend) absl::StrAppend(&text, " ", backend, "=", count);
+    for (const auto& [backend, count] : by_backend)
+      absl::StrAppend(&text, " ", backend, "=", count);
     for (size_t i = 0; i < failures.size() && i < 5; ++i) {
-      absl::StrAppend(&text, "\n  failed at ", absl::FormatTime("%H:%M:%E3S", failures[i].at,
-                                                                 absl::LocalTimeZone()),
-                      ": ", failures[i].code, " ", failures[i].message);
+      absl::StrAppend(&text, "\n  failed at ",
+                      absl::FormatTime("%H:%M:%E3S", failures[i].at, absl::LocalTimeZone()), ": ",
+                      failures[i].code, " ", failures[i].message);
     }
     return text;
   }
@@ -221,8 +223,8 @@ struct Caller {
     discovery = std::move(*watched);
     discovery->Start(nullptr);
     EXPECT_TRUE(balancer->WaitForReady(expected, absl::Seconds(10)));
-    EXPECT_TRUE(WaitFor([&] { return discovery->Current().size() == expected; },
-                        absl::Seconds(10)));
+    EXPECT_TRUE(
+        WaitFor([&] { return discovery->Current().size() == expected; }, absl::Seconds(10)));
     monitor = std::make_unique<SetSizeMonitor>(*discovery);
     load = std::make_unique<TimedLoad>(*balancer, kLoadThreads);
   }
@@ -331,9 +333,8 @@ TEST(EtcdClusterTest, KillingTheLeaderFailsNoCallAndLosesNoRegistration) {
   const absl::Time joined_at = absl::Now();
   RegisteredBackend joined = StartBackend("127.0.0.14", members);
   ASSERT_NE(joined.registrar, nullptr);
-  const absl::Duration to_see_join =
-      TimeUntil([&] { return Has(*caller.discovery, joined.address()); }, joined_at,
-                absl::Seconds(15));
+  const absl::Duration to_see_join = TimeUntil(
+      [&] { return Has(*caller.discovery, joined.address()); }, joined_at, absl::Seconds(15));
   const absl::Duration to_first_call = TimeUntil(
       [&] { return caller.load->CallsTo(joined.address()) > 0; }, joined_at, absl::Seconds(15));
   EXPECT_GE(to_see_join, absl::ZeroDuration()) << "discovery never saw the new backend";
@@ -342,9 +343,8 @@ TEST(EtcdClusterTest, KillingTheLeaderFailsNoCallAndLosesNoRegistration) {
   RegisteredBackend& leaving = backends[1];
   const absl::Time left_at = absl::Now();
   EXPECT_TRUE(leaving.registrar->Stop().ok());
-  const absl::Duration to_see_leave =
-      TimeUntil([&] { return !Has(*caller.discovery, leaving.address()); }, left_at,
-                absl::Seconds(15));
+  const absl::Duration to_see_leave = TimeUntil(
+      [&] { return !Has(*caller.discovery, leaving.address()); }, left_at, absl::Seconds(15));
   EXPECT_GE(to_see_leave, absl::ZeroDuration()) << "discovery never saw the backend leave";
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   leaving.server->Shutdown(absl::Seconds(2));
@@ -354,9 +354,9 @@ TEST(EtcdClusterTest, KillingTheLeaderFailsNoCallAndLosesNoRegistration) {
   Report(scenario, absl::StrCat("calls ok=", result.ok, " failed=", result.failures.size(),
                                 " (ok in the ", 3 * kTtlSeconds, " s after the kill: ", ok_during,
                                 "); fewest endpoints seen: ", caller.monitor->min()));
-  Report(scenario, absl::StrCat("join after failover seen in ", Seconds(to_see_join),
-                                " s, first call after ", Seconds(to_first_call),
-                                " s; leave seen in ", Seconds(to_see_leave), " s"));
+  Report(scenario,
+         absl::StrCat("join after failover seen in ", Seconds(to_see_join), " s, first call after ",
+                      Seconds(to_first_call), " s; leave seen in ", Seconds(to_see_leave), " s"));
   Report(scenario, result.Summary());
   EXPECT_EQ(result.failures.size(), 0u) << result.Summary();
 }
@@ -414,14 +414,12 @@ TEST(EtcdClusterTest, AnOutageOfEveryMemberKeepsCallsFlowingAndChangesArePickedU
   const absl::Time back_at = absl::Now();
   ASSERT_CLUSTER_STARTS(cluster);
   const absl::Duration quorum = absl::Now() - back_at;
-  const absl::Duration to_see_join =
-      TimeUntil([&] { return Has(*caller.discovery, joined.address()); }, back_at,
-                absl::Seconds(30));
+  const absl::Duration to_see_join = TimeUntil(
+      [&] { return Has(*caller.discovery, joined.address()); }, back_at, absl::Seconds(30));
   const absl::Duration to_first_call = TimeUntil(
       [&] { return caller.load->CallsTo(joined.address()) > 0; }, back_at, absl::Seconds(30));
-  const absl::Duration to_see_leave =
-      TimeUntil([&] { return !Has(*caller.discovery, leaving.address()); }, back_at,
-                absl::Seconds(30));
+  const absl::Duration to_see_leave = TimeUntil(
+      [&] { return !Has(*caller.discovery, leaving.address()); }, back_at, absl::Seconds(30));
   EXPECT_GE(to_see_join, absl::ZeroDuration()) << "the backend that joined during the outage "
                                                   "was never seen";
   EXPECT_GE(to_first_call, absl::ZeroDuration()) << "it never got a call";
@@ -449,14 +447,12 @@ TEST(EtcdClusterTest, AnOutageOfEveryMemberKeepsCallsFlowingAndChangesArePickedU
       other_failures.push_back(failure);
     }
   }
-  Report(scenario, absl::StrCat("calls ok=", result.ok, " failed=", result.failures.size(),
-                                " (", killed_by_shutdown,
-                                " CANCELLED by the leaving backend's own shutdown, ",
-                                other_failures.size(), " other)",
-                                "; ok during the outage: ", ok_outage, " (", ok_late_outage,
-                                " in its last ", Seconds(late_window),
-                                " s); fewest endpoints seen during the outage: ",
-                                min_during_outage));
+  Report(scenario,
+         absl::StrCat("calls ok=", result.ok, " failed=", result.failures.size(), " (",
+                      killed_by_shutdown, " CANCELLED by the leaving backend's own shutdown, ",
+                      other_failures.size(), " other)", "; ok during the outage: ", ok_outage, " (",
+                      ok_late_outage, " in its last ", Seconds(late_window),
+                      " s); fewest endpoints seen during the outage: ", min_during_outage));
   Report(scenario, absl::StrCat("calls answered by the backend that left: ", leaving_calls,
                                 " (none after it stopped)"));
   Report(scenario, absl::StrCat("etcd back with a leader in ", Seconds(quorum),

@@ -42,10 +42,10 @@ struct RunResult {
 
 // Runs a program to completion; its stdout and stderr together in `output`.
 RunResult RunProgram(std::vector<std::string> argv, std::map<std::string, std::string> env = {},
-              absl::Duration timeout = absl::Seconds(30)) {
+                     absl::Duration timeout = absl::Seconds(30)) {
   static int counter = 0;
-  const std::string log = absl::StrCat(::testing::TempDir(), "/etcd-security-run-", getpid(), "-",
-                                       counter++, ".log");
+  const std::string log =
+      absl::StrCat(::testing::TempDir(), "/etcd-security-run-", getpid(), "-", counter++, ".log");
   RunResult result;
   auto child = ChildProcess::Start(std::move(argv), std::move(env), log);
   if (!child.ok()) {
@@ -164,32 +164,36 @@ TEST_F(EtcdAuthTest, CliRegisterAndLsTakeEtcdUserAndPassword) {
   const std::string sluice = BuiltBinary("bin/sluice");
   const std::string log = absl::StrCat(::testing::TempDir(), "/sluice-register-auth.log");
   // The password from the environment: it never shows in the process list.
-  auto reg = ChildProcess::Start({sluice, "register", "--etcd", etcd_.endpoint(), "--etcd-user",
-                                  "svc", "--service", "authx", "--addr", "127.0.0.11:7004",
-                                  "--ttl", "5"},
-                                 {{"SLUICE_ETCD_PASSWORD", "svcpw"}}, log);
+  auto reg =
+      ChildProcess::Start({sluice, "register", "--etcd", etcd_.endpoint(), "--etcd-user", "svc",
+                           "--service", "authx", "--addr", "127.0.0.11:7004", "--ttl", "5"},
+                          {{"SLUICE_ETCD_PASSWORD", "svcpw"}}, log);
   ASSERT_TRUE(reg.ok());
   RunResult ls;
   EXPECT_TRUE(WaitFor(
       [&] {
-        ls = RunProgram({sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc:svcpw", "authx"});
+        ls = RunProgram(
+            {sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc:svcpw", "authx"});
         return ls.code == 0 && absl::StrContains(ls.output, "127.0.0.11:7004");
       },
       absl::Seconds(10)))
-      << ls.output << "\nregister log:\n" << reg->ReadLog();
+      << ls.output << "\nregister log:\n"
+      << reg->ReadLog();
   EXPECT_EQ(reg->Stop(), 0) << reg->ReadLog();
 
-  RunResult wrong_ls = RunProgram({sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc",
-                            "--etcd-password", "nope"});
+  RunResult wrong_ls = RunProgram(
+      {sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc", "--etcd-password", "nope"});
   EXPECT_EQ(wrong_ls.code, 1) << wrong_ls.output;
   EXPECT_THAT(wrong_ls.output, HasSubstr("etcd refused to authenticate user 'svc'"));
 
-  RunResult wrong_register = RunProgram({sluice, "register", "--etcd", etcd_.endpoint(), "--etcd-user",
-                                  "svc:nope", "--service", "authx", "--addr", "127.0.0.11:7005"});
+  RunResult wrong_register =
+      RunProgram({sluice, "register", "--etcd", etcd_.endpoint(), "--etcd-user", "svc:nope",
+                  "--service", "authx", "--addr", "127.0.0.11:7005"});
   EXPECT_EQ(wrong_register.code, 1) << wrong_register.output;
   EXPECT_THAT(wrong_register.output, HasSubstr("check the etcd user name and password"));
 
-  RunResult no_password = RunProgram({sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc"});
+  RunResult no_password =
+      RunProgram({sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc"});
   EXPECT_EQ(no_password.code, 2) << no_password.output;
   EXPECT_THAT(no_password.output, HasSubstr("SLUICE_ETCD_PASSWORD"));
 }
@@ -228,15 +232,14 @@ class TestCertificates {
 
   absl::Status MakeCa(const std::string& name) {
     return Openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", path(name + ".key"), "-out", path(name + ".crt"),
-                    "-days", "2", "-subj", "/CN=sluice-test-" + name});
+                    "-nodes", "-keyout", path(name + ".key"), "-out", path(name + ".crt"), "-days",
+                    "2", "-subj", "/CN=sluice-test-" + name});
   }
 
   absl::Status MakeLeaf(const std::string& name, const std::string& cn, const std::string& ext) {
-    if (absl::Status s = Openssl({"req", "-newkey", "ec", "-pkeyopt",
-                                  "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                                  path(name + ".key"), "-out", path(name + ".csr"), "-subj",
-                                  "/CN=" + cn});
+    if (absl::Status s = Openssl(
+            {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", path(name + ".key"), "-out", path(name + ".csr"), "-subj", "/CN=" + cn});
         !s.ok()) {
       return s;
     }
@@ -329,8 +332,8 @@ TEST_P(EtcdTlsTest, RegistrationAndDiscoveryWorkOverTls) {
     tls_flags.insert(tls_flags.end(), {"--etcd-cert", certs_.path("client.crt"), "--etcd-key",
                                        certs_.path("client.key")});
   }
-  std::vector<std::string> reg_argv = {sluice, "register", "--service", "tlsx", "--addr",
-                                       "127.0.0.12:7101", "--ttl", "5"};
+  std::vector<std::string> reg_argv = {sluice,   "register",        "--service", "tlsx",
+                                       "--addr", "127.0.0.12:7101", "--ttl",     "5"};
   reg_argv.insert(reg_argv.end(), tls_flags.begin(), tls_flags.end());
   auto reg = ChildProcess::Start(reg_argv, {},
                                  absl::StrCat(::testing::TempDir(), "/sluice-register-tls.log"));

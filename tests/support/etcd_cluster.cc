@@ -1,7 +1,6 @@
 #include "etcd_cluster.h"
 
 #include <grpcpp/grpcpp.h>
-
 #include <signal.h>
 
 #include <fstream>
@@ -72,14 +71,14 @@ absl::Status EtcdCluster::Spawn(int index) {
       absl::StrCat(tls ? "https" : "http", "://127.0.0.1:", member.client_port);
   const std::string peer_url = absl::StrCat("http://127.0.0.1:", member.peer_port);
   std::vector<std::string> argv = {
-      "etcd", "--name", member.name, "--data-dir", member.data_dir,
-      "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-      "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+      "etcd", "--name", member.name, "--data-dir", member.data_dir, "--listen-client-urls",
+      client_url, "--advertise-client-urls", client_url, "--listen-peer-urls", peer_url,
+      "--initial-advertise-peer-urls", peer_url,
       // Ignored once the data dir holds a member: a restart rejoins the same cluster.
       "--initial-cluster", initial_cluster_, "--initial-cluster-state", "new",
       // One token for the whole cluster, unique to this fixture.
-      "--initial-cluster-token", absl::StrCat("sluice-", members_[0].client_port),
-      "--log-level", "warn", "--logger", "zap"};
+      "--initial-cluster-token", absl::StrCat("sluice-", members_[0].client_port), "--log-level",
+      "warn", "--logger", "zap"};
   if (tls) {
     argv.insert(argv.end(), {"--cert-file", tls_.cert_file, "--key-file", tls_.key_file});
     if (tls_.client_cert_auth) {
@@ -121,11 +120,11 @@ absl::Status EtcdCluster::WaitReady(const std::vector<int>& indexes, absl::Durat
       absl::StatusOr<EtcdMemberStatus> status = MemberStatus(index);
       if (status.ok() && status->leader_id != 0) break;
       if (absl::Now() > deadline) {
-        return absl::UnavailableError(absl::StrCat(
-            "etcd member ", members_[index].name, " on ", endpoint(index),
-            " has no leader after ", absl::FormatDuration(timeout), " (",
-            status.ok() ? "no leader" : status.status().ToString(), "); log tail:\n",
-            LogTail(index)));
+        return absl::UnavailableError(
+            absl::StrCat("etcd member ", members_[index].name, " on ", endpoint(index),
+                         " has no leader after ", absl::FormatDuration(timeout), " (",
+                         status.ok() ? "no leader" : status.status().ToString(), "); log tail:\n",
+                         LogTail(index)));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -165,11 +164,10 @@ absl::StatusOr<EtcdMemberStatus> EtcdCluster::MemberStatus(int index, absl::Dura
   etcdserverpb::StatusResponse response;
   grpc::Status status = stub->Status(&context, request, &response);
   if (!status.ok()) {
-    return absl::UnavailableError(absl::StrCat("Status on ", endpoint(index), ": ",
-                                               status.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("Status on ", endpoint(index), ": ", status.error_message()));
   }
-  return EtcdMemberStatus{response.header().member_id(), response.leader(),
-                          response.raftterm()};
+  return EtcdMemberStatus{response.header().member_id(), response.leader(), response.raftterm()};
 }
 
 absl::StatusOr<int> EtcdCluster::Leader(absl::Duration timeout) {

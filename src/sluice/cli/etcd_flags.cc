@@ -25,7 +25,8 @@ void AddEtcdFlags(CLI::App& cmd, EtcdFlags& flags) {
 absl::Status ApplyEtcdFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& options) {
   bool https = false;
   auto members = etcd::ParseEtcdEndpoints(flags.endpoints, &https);
-  if (!members.ok()) return absl::InvalidArgumentError(absl::StrCat("--etcd: ", members.status().message()));
+  if (!members.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--etcd: ", members.status().message()));
   options.endpoints = *std::move(members);
 
   std::string user = flags.user;
@@ -45,9 +46,9 @@ absl::Status ApplyEtcdFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& opt
     return absl::InvalidArgumentError("--etcd-password given without --etcd-user");
   }
   if (!user.empty() && password.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--etcd-user ", user, " has no password: give --etcd-user NAME:PASSWORD, ",
-        "--etcd-password or $", kEtcdPasswordEnv));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--etcd-user ", user, " has no password: give --etcd-user NAME:PASSWORD, ",
+                     "--etcd-password or $", kEtcdPasswordEnv));
   }
   options.username = user;
   options.password = password;

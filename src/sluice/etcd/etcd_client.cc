@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -50,8 +50,8 @@ struct Member {
 absl::StatusOr<std::string> ReadPemFile(absl::string_view what, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot read the etcd ", what, " '", path,
-                                                   "': ", std::strerror(errno)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read the etcd ", what, " '", path, "': ", std::strerror(errno)));
   }
   std::stringstream text;
   text << in.rdbuf();
@@ -321,8 +321,7 @@ class ConnectivityPoller {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view text,
-                                                            bool* https) {
+absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view text, bool* https) {
   const absl::string_view kExample = "; expected host:port[,host:port...], e.g. 127.0.0.1:2379";
   if (absl::StripAsciiWhitespace(text).empty()) {
     return absl::InvalidArgumentError(absl::StrCat("no etcd endpoints given", kExample));
@@ -445,10 +444,9 @@ class EtcdClient::Impl {
   // other member or retry will do better, so this ends the call.
   absl::Status AuthenticationError(const grpc::Status& status, absl::string_view what,
                                    absl::string_view member) const {
-    return absl::UnauthenticatedError(
-        absl::StrCat(what, " on ", member, ": etcd refused to authenticate user '",
-                     options_.username, "' (", GrpcError(status),
-                     "); check the etcd user name and password"));
+    return absl::UnauthenticatedError(absl::StrCat(
+        what, " on ", member, ": etcd refused to authenticate user '", options_.username, "' (",
+        GrpcError(status), "); check the etcd user name and password"));
   }
 
   // Drops `stale` so the next call authenticates again, unless another thread already has.
