@@ -2,10 +2,12 @@
 // certificates), against real etcd processes, through the Registrar, Discovery and the CLI.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -196,6 +198,71 @@ TEST_F(EtcdAuthTest, CliRegisterAndLsTakeEtcdUserAndPassword) {
       RunProgram({sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc"});
   EXPECT_EQ(no_password.code, 2) << no_password.output;
   EXPECT_THAT(no_password.output, HasSubstr("SLUICE_ETCD_PASSWORD"));
+}
+
+// etcd's simple tokens live in each member's memory; one issued before the leader died must
+// still work (or be replaced) on the member the client fails over to.
+TEST(EtcdAuthClusterTest, AuthenticatedRegistrationAndDiscoverySurviveALeaderKill) {
+  EtcdCluster cluster(3);
+  absl::Status started = cluster.Start();
+  ASSERT_TRUE(started.ok()) << started;
+  const std::string any = cluster.endpoints_csv();
+  Etcdctl(any, {"user", "add", "root:rootpw"});
+  Etcdctl(any, {"role", "add", "services-rw"});
+  Etcdctl(any,
+          {"role", "grant-permission", "services-rw", "--prefix=true", "readwrite", "services/"});
+  Etcdctl(any, {"user", "add", "svc:svcpw"});
+  Etcdctl(any, {"user", "grant-role", "svc", "services-rw"});
+  Etcdctl(any, {"auth", "enable"});
+
+  auto leader = cluster.Leader();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  std::vector<std::string> members = {cluster.endpoint(*leader)};  // the leader first
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (i != *leader) members.push_back(cluster.endpoint(i));
+  }
+  auto registrar_for = [&](const std::string& address) {
+    registry::RegistrarOptions options;
+    options.etcd.endpoints = members;
+    options.etcd.username = "svc";
+    options.etcd.password = "svcpw";
+    options.prefix = "services/authcluster";
+    options.endpoint.address = address;
+    options.ttl_seconds = 3;
+    auto registrar = registry::Registrar::Start(options);
+    EXPECT_TRUE(registrar.ok()) << registrar.status();
+    return registrar.ok() ? std::move(*registrar) : nullptr;
+  };
+  auto first = registrar_for("127.0.0.11:7201");
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(first->WaitUntilRegistered(absl::Seconds(10))) << first->LastError();
+  const int64_t lease = first->lease_id();
+
+  discovery::DiscoveryOptions discovery_options;
+  discovery_options.etcd_username = "svc";
+  discovery_options.etcd_password = "svcpw";
+  auto discovery = discovery::CreateDiscovery(
+      absl::StrCat("etcd://", absl::StrJoin(members, ","), "/services/authcluster"),
+      discovery_options);
+  ASSERT_TRUE(discovery.ok()) << discovery.status();
+  (*discovery)->Start(nullptr);
+  ASSERT_TRUE(WaitFor([&] { return (*discovery)->Current().size() == 1; }, absl::Seconds(10)));
+
+  cluster.KillMember(*leader);
+  ASSERT_TRUE(cluster.Leader(absl::Seconds(15)).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(9));  // three TTLs
+  EXPECT_TRUE(first->registered()) << first->LastError();
+  EXPECT_EQ(first->lease_id(), lease) << "the registration had to start over";
+  EXPECT_EQ((*discovery)->Current().size(), 1u);
+
+  auto second = registrar_for("127.0.0.12:7201");
+  ASSERT_NE(second, nullptr);
+  EXPECT_TRUE(WaitFor([&] { return (*discovery)->Current().Find("127.0.0.12:7201") != nullptr; },
+                      absl::Seconds(10)))
+      << (*discovery)->LastError() << " / " << second->LastError();
+  EXPECT_TRUE(first->Stop().ok());
+  EXPECT_TRUE(WaitFor([&] { return (*discovery)->Current().Find("127.0.0.11:7201") == nullptr; },
+                      absl::Seconds(10)));
 }
 
 // --- TLS to etcd -------------------------------------------------------------------------------
