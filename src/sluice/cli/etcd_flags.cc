@@ -25,8 +25,9 @@ void AddEtcdFlags(CLI::App& cmd, EtcdFlags& flags) {
 absl::Status ApplyEtcdFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& options) {
   bool https = false;
   auto members = etcd::ParseEtcdEndpoints(flags.endpoints, &https);
-  if (!members.ok())
+  if (!members.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--etcd: ", members.status().message()));
+  }
   options.endpoints = *std::move(members);
 
   std::string user = flags.user;
