@@ -153,6 +153,15 @@ TEST(ParseEtcdEndpointsTest, AcceptsListsAndNormalizes) {
   auto many = ParseEtcdEndpoints(" 127.0.0.1:2379, http://127.0.0.2:22379/ ,[::1]:2379,etcd:2379");
   ASSERT_TRUE(many.ok()) << many.status();
   EXPECT_THAT(*many, ElementsAre("127.0.0.1:2379", "127.0.0.2:22379", "[::1]:2379", "etcd:2379"));
+
+  // https:// is reported to the caller, who turns TLS on; the scheme itself is not kept.
+  bool https = false;
+  auto secure = ParseEtcdEndpoints("https://127.0.0.1:2379,127.0.0.2:2379", &https);
+  ASSERT_TRUE(secure.ok()) << secure.status();
+  EXPECT_THAT(*secure, ElementsAre("127.0.0.1:2379", "127.0.0.2:2379"));
+  EXPECT_TRUE(https);
+  ASSERT_TRUE(ParseEtcdEndpoints("http://127.0.0.1:2379", &https).ok());
+  EXPECT_FALSE(https);
 }
 
 TEST(ParseEtcdEndpointsTest, RejectsBadInputNamingThePart) {
@@ -169,7 +178,7 @@ TEST(ParseEtcdEndpointsTest, RejectsBadInputNamingThePart) {
   expect_error("127.0.0.1", "missing ':port'");
   expect_error("127.0.0.1:2379,127.0.0.1:0", "#2");
   expect_error("127.0.0.1:99999", "1 to 65535");
-  expect_error("https://127.0.0.1:2379", "TLS is not supported");
+  expect_error("https://127.0.0.1:2379,http://127.0.0.2:2379", "mix http:// and https://");
   expect_error("http://127.0.0.1:2379/v3", "has a path");
   expect_error("127.0.0.1:2379,http://127.0.0.1:2379", "listed twice");
 }

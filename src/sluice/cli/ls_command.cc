@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/cli/commands.h"
+#include "sluice/cli/etcd_flags.h"
 #include "sluice/core/naming_value.h"
 #include "sluice/discovery/target.h"
 #include "sluice/etcd/etcd_client.h"
@@ -18,7 +19,7 @@ namespace sluice::cli {
 namespace {
 
 struct LsFlags {
-  std::string etcd = "127.0.0.1:2379";
+  EtcdFlags etcd;
   std::string service;
   std::string prefix;
   bool json = false;
@@ -41,17 +42,15 @@ std::string MetadataText(const Endpoint& endpoint) {
 }
 
 int RunLs(const LsFlags& flags) {
-  auto members = etcd::ParseEtcdEndpoints(flags.etcd);
-  if (!members.ok()) {
-    std::fprintf(stderr, "sluice ls: --etcd: %s\n", std::string(members.status().message()).c_str());
+  etcd::EtcdClientOptions options;
+  if (absl::Status s = ApplyEtcdFlags(flags.etcd, options); !s.ok()) {
+    std::fprintf(stderr, "sluice ls: %s\n", std::string(s.message()).c_str());
     return kExitUsage;
   }
-  etcd::EtcdClientOptions options;
-  options.endpoints = *members;
   auto client = etcd::EtcdClient::Create(options);
   if (!client.ok()) {
     std::fprintf(stderr, "sluice ls: %s\n", std::string(client.status().message()).c_str());
-    return kExitFailure;
+    return kExitUsage;  // bad options only: e.g. an unreadable --etcd-cacert
   }
   // One service: its prefix. Every service: everything under "services/", grouped by the next
   // path segment. --prefix lists exactly that prefix.
@@ -138,8 +137,7 @@ int RunLs(const LsFlags& flags) {
 CommandRunner AddLsCommand(CLI::App& app) {
   auto flags = std::make_shared<LsFlags>();
   CLI::App* cmd = app.add_subcommand("ls", "List registered services and their endpoints");
-  cmd->add_option("--etcd", flags->etcd, "etcd members HOST:PORT[,HOST:PORT]")
-      ->capture_default_str();
+  AddEtcdFlags(*cmd, flags->etcd);
   cmd->add_option("service", flags->service, "Only this service");
   cmd->add_option("--prefix", flags->prefix, "List this key prefix instead of services/");
   cmd->add_flag("--json", flags->json, "Print JSON");

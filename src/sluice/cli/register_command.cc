@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "sluice/cli/commands.h"
+#include "sluice/cli/etcd_flags.h"
 #include "sluice/core/address.h"
 #include "sluice/core/log.h"
 #include "sluice/core/naming_value.h"
@@ -18,7 +19,7 @@ namespace sluice::cli {
 namespace {
 
 struct RegisterFlags {
-  std::string etcd = "127.0.0.1:2379";
+  EtcdFlags etcd;
   std::string service;
   std::string prefix;
   std::string addr;
@@ -35,9 +36,9 @@ int UsageError(const std::string& message) {
 
 int RunRegister(const RegisterFlags& flags) {
   registry::RegistrarOptions options;
-  auto members = etcd::ParseEtcdEndpoints(flags.etcd);
-  if (!members.ok()) return UsageError("--etcd: " + std::string(members.status().message()));
-  options.etcd.endpoints = *members;
+  if (absl::Status s = ApplyEtcdFlags(flags.etcd, options.etcd); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
   if (flags.service.empty() && flags.prefix.empty()) {
     return UsageError("give --service NAME (or --prefix KEY_PREFIX)");
   }
@@ -55,6 +56,17 @@ int RunRegister(const RegisterFlags& flags) {
   }
   auto registrar = registry::Registrar::Start(options);
   if (!registrar.ok()) return UsageError(std::string(registrar.status().message()));
+  // An unreachable etcd is waited out in the background, but etcd refusing our credentials
+  // will not fix itself: say so and exit instead of retrying silently forever.
+  for (int i = 0; i < 50 && !(*registrar)->WaitUntilRegistered(absl::Milliseconds(200)); ++i) {
+    absl::Status error = (*registrar)->LastError();
+    if (absl::IsUnauthenticated(error) || absl::IsPermissionDenied(error)) {
+      (*registrar)->Abandon();
+      LogError("sluice register: etcd refused the registration of ", (*registrar)->key(), ": ",
+               error.message());
+      return kExitFailure;
+    }
+  }
   LogInfo("sluice register: keeping ", (*registrar)->key(), " alive (ttl ", flags.ttl_seconds,
           "s); SIGTERM or Ctrl-C deregisters");
   int signo = WaitForTerminationSignal();
@@ -74,8 +86,7 @@ CommandRunner AddRegisterCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "register",
       "Register a backend in etcd and keep it registered until SIGTERM/SIGINT, then revoke it");
-  cmd->add_option("--etcd", flags->etcd, "etcd members HOST:PORT[,HOST:PORT]")
-      ->capture_default_str();
+  AddEtcdFlags(*cmd, flags->etcd);
   cmd->add_option("--service", flags->service, "Service name; the key prefix is services/NAME");
   cmd->add_option("--prefix", flags->prefix, "Key prefix instead of services/NAME");
   cmd->add_option("--addr", flags->addr, "The backend's IP:PORT")->required();

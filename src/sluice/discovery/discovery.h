@@ -14,6 +14,7 @@
 #include "sluice/core/endpoint.h"
 #include "sluice/core/random.h"
 #include "sluice/discovery/target.h"
+#include "sluice/etcd/etcd_client.h"
 
 namespace sluice::discovery {
 
@@ -37,6 +38,8 @@ struct DiscoveryOptions {
   // etcd auth (optional).
   std::string etcd_username;
   std::string etcd_password;
+  // TLS to etcd (optional): CA, client certificate for mTLS.
+  etcd::EtcdTlsOptions etcd_tls;
 };
 
 // Turns a target into a live stream of complete EndpointSet snapshots. Sources report full

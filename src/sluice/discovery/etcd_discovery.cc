@@ -295,6 +295,7 @@ absl::StatusOr<std::unique_ptr<Discovery>> NewEtcdDiscovery(const Target& target
   client_options.call_timeout = options.etcd_call_timeout;
   client_options.username = options.etcd_username;
   client_options.password = options.etcd_password;
+  client_options.tls = options.etcd_tls;
   absl::StatusOr<std::unique_ptr<etcd::EtcdClient>> client =
       etcd::EtcdClient::Create(std::move(client_options));
   if (!client.ok()) return client.status();

@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -43,10 +47,46 @@ struct Member {
   std::unique_ptr<pb::Auth::Stub> auth;
 };
 
-// The one place that decides how we talk to a member: plain TCP for now; TLS would build
-// grpc::SslCredentials from new options here.
-std::shared_ptr<grpc::ChannelCredentials> MakeCredentials(const EtcdClientOptions& options) {
-  return grpc::InsecureChannelCredentials();
+absl::StatusOr<std::string> ReadPemFile(absl::string_view what, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read the etcd ", what, " '", path, "': ", std::strerror(errno)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the etcd ", what, " '", path, "' holds no PEM block (-----BEGIN ...)"));
+  }
+  return text.str();
+}
+
+// The one place that decides how we talk to a member: plain TCP, or TLS with the given CA and
+// optional client certificate.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
+    const EtcdTlsOptions& tls) {
+  if (!tls.active()) return grpc::InsecureChannelCredentials();
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "etcd TLS: a client certificate needs both a certificate file and a key file (got ",
+        tls.cert_file.empty() ? "only a key" : "only a certificate", ")"));
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!tls.ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadPemFile("CA file", tls.ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!tls.cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadPemFile("client certificate file", tls.cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPemFile("client key file", tls.key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 grpc::ChannelArguments MakeChannelArguments() {
@@ -183,6 +223,41 @@ absl::Status ConnectWithin(grpc::Channel& channel, absl::Duration timeout) {
   return absl::OkStatus();
 }
 
+// gRPC reports TLS trouble in terms of sockets and handshakes; say what to check instead.
+// `failures` is the text of every member's error.
+std::string ConnectionHint(const EtcdTlsOptions& tls, absl::string_view failures) {
+  if (tls.active()) {
+    if (absl::StrContains(failures, "certificate verify failed") ||
+        absl::StrContains(failures, "CERTIFICATE_VERIFY_FAILED")) {
+      return absl::StrCat(
+          "; TLS to etcd failed: the member's certificate is not signed by ",
+          tls.ca_file.empty() ? "a CA the system trusts: give the CA file that signed it"
+                              : absl::StrCat("the CA in '", tls.ca_file, "'"),
+          " (etcdctl --cacert, sluice --etcd-cacert), and check that it names the address used");
+    }
+    if (absl::StrContains(failures, "handshake") || absl::StrContains(failures, "Handshake") ||
+        absl::StrContains(failures, "Endpoint read failed")) {
+      return tls.cert_file.empty()
+                 ? "; TLS to etcd failed: if the members require client certificates "
+                   "(--client-cert-auth), give one (sluice --etcd-cert and --etcd-key)"
+                 : "; TLS to etcd failed: check that the client certificate is signed by the CA "
+                   "the members trust (their --trusted-ca-file)";
+    }
+    if (absl::StrContains(failures, "Socket closed") ||
+        absl::StrContains(failures, "Connection reset")) {
+      return "; TLS to etcd failed: if the members serve plain TCP (http:// client URLs), turn "
+             "TLS off";
+    }
+    return "";
+  }
+  if (absl::StrContains(failures, "Socket closed") ||
+      absl::StrContains(failures, "Connection reset")) {
+    return "; if the members serve TLS (https:// client URLs), connect with TLS: give the CA "
+           "file (sluice --etcd-cacert, EtcdTlsOptions.ca_file)";
+  }
+  return "";
+}
+
 // etcd rejects an empty key; the whole keyspace is ["\0", "\0").
 std::string RangeStart(absl::string_view prefix) {
   return prefix.empty() ? std::string(1, '\0') : std::string(prefix);
@@ -246,13 +321,15 @@ class ConnectivityPoller {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view text) {
+absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view text, bool* https) {
   const absl::string_view kExample = "; expected host:port[,host:port...], e.g. 127.0.0.1:2379";
   if (absl::StripAsciiWhitespace(text).empty()) {
     return absl::InvalidArgumentError(absl::StrCat("no etcd endpoints given", kExample));
   }
   std::vector<std::string> endpoints;
   int position = 0;
+  bool saw_https = false;
+  bool saw_http = false;
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     ++position;
     absl::string_view original = part;
@@ -261,12 +338,16 @@ absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view te
       return absl::InvalidArgumentError(
           absl::StrCat("etcd endpoint #", position, " in '", text, "' is empty", kExample));
     }
-    if (absl::StartsWithIgnoreCase(part, "https://")) {
+    const bool part_https = absl::StartsWithIgnoreCase(part, "https://");
+    const bool part_http = absl::StartsWithIgnoreCase(part, "http://");
+    if (part_https || part_http) part.remove_prefix(part_https ? 8 : 7);
+    if (part_https) saw_https = true;
+    if (part_http) saw_http = true;
+    if (saw_https && saw_http) {
       return absl::InvalidArgumentError(
-          absl::StrCat("etcd endpoint '", part,
-                       "': TLS is not supported yet; use a plain-TCP client URL as host:port"));
+          absl::StrCat("etcd endpoints '", text,
+                       "' mix http:// and https://: every member is reached the same way"));
     }
-    absl::ConsumePrefix(&part, "http://");
     absl::ConsumeSuffix(&part, "/");
     if (part.find('/') != absl::string_view::npos) {
       return absl::InvalidArgumentError(
@@ -285,6 +366,7 @@ absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view te
     }
     endpoints.push_back(std::move(normalized));
   }
+  if (https != nullptr) *https = saw_https;
   return endpoints;
 }
 
@@ -306,8 +388,8 @@ std::string PrefixRangeEnd(absl::string_view prefix) {
 
 class EtcdClient::Impl {
  public:
-  explicit Impl(EtcdClientOptions options) : options_(std::move(options)) {
-    auto credentials = MakeCredentials(options_);
+  Impl(EtcdClientOptions options, const std::shared_ptr<grpc::ChannelCredentials>& credentials)
+      : options_(std::move(options)) {
     for (const std::string& address : options_.endpoints) {
       auto member = std::make_unique<Member>();
       member->address = address;
@@ -358,6 +440,15 @@ class EtcdClient::Impl {
     return grpc::Status::OK;
   }
 
+  // Authenticate itself was refused (wrong user or password, auth not enabled in etcd): no
+  // other member or retry will do better, so this ends the call.
+  absl::Status AuthenticationError(const grpc::Status& status, absl::string_view what,
+                                   absl::string_view member) const {
+    return absl::UnauthenticatedError(absl::StrCat(
+        what, " on ", member, ": etcd refused to authenticate user '", options_.username, "' (",
+        GrpcError(status), "); check the etcd user name and password"));
+  }
+
   // Drops `stale` so the next call authenticates again, unless another thread already has.
   void ForgetToken(const std::string& stale) {
     std::lock_guard<std::mutex> lock(token_mu_);
@@ -383,6 +474,9 @@ class EtcdClient::Impl {
       context.set_wait_for_ready(false);
       std::string token;
       grpc::Status status = AddToken(member, context, token);
+      if (!status.ok() && !IsMemberFailure(status)) {
+        return AuthenticationError(status, Describe(op, key), member.address);
+      }
       Response response;
       if (status.ok()) status = rpc(member, context, response);
       if (status.ok()) {
@@ -401,8 +495,9 @@ class EtcdClient::Impl {
       if (!IsMemberFailure(status)) return ToAbsl(status, Describe(op, key), member.address);
       failures.push_back(absl::StrCat(member.address, ": ", GrpcError(status)));
     }
+    const std::string joined = absl::StrJoin(failures, "; ");
     return absl::UnavailableError(absl::StrCat(Describe(op, key), " failed on every etcd member (",
-                                               absl::StrJoin(failures, "; "), ")"));
+                                               joined, ")", ConnectionHint(options_.tls, joined)));
   }
 
  private:
@@ -485,9 +580,10 @@ class WatchImpl final : public EtcdWatch {
       }
       failures.push_back(std::move(failure));
     }
+    const std::string joined = absl::StrJoin(failures, "; ");
     End(absl::UnavailableError(absl::StrCat(Describe("Watch", prefix_),
-                                            " could not start on any etcd member (",
-                                            absl::StrJoin(failures, "; "), ")")),
+                                            " could not start on any etcd member (", joined, ")",
+                                            ConnectionHint(client_->options().tls, joined))),
         0);
   }
 
@@ -506,7 +602,7 @@ class WatchImpl final : public EtcdWatch {
     if (!auth_status.ok()) {
       failure = absl::StrCat(member.address, ": ", GrpcError(auth_status));
       if (IsMemberFailure(auth_status)) return Outcome::kNotConnected;
-      End(ToAbsl(auth_status, what, member.address), 0);
+      End(client_->AuthenticationError(auth_status, what, member.address), 0);
       return Outcome::kDone;
     }
     {
@@ -672,7 +768,11 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdClientOptions
   if (options.username.empty() && !options.password.empty()) {
     return absl::InvalidArgumentError("etcd password given without a username: set both");
   }
-  return std::unique_ptr<EtcdClient>(new EtcdClient(std::make_shared<Impl>(std::move(options))));
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+  return std::unique_ptr<EtcdClient>(
+      new EtcdClient(std::make_shared<Impl>(std::move(options), *credentials)));
 }
 
 EtcdClient::EtcdClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -14,6 +14,23 @@
 
 namespace sluice::etcd {
 
+// TLS to the etcd members (etcd's --cert-file/--key-file, and --client-cert-auth for mTLS).
+struct EtcdTlsOptions {
+  // Use TLS. Implied by any file below; an https:// endpoint also asks for it.
+  bool enabled = false;
+  // PEM file of the CA that signed the members' certificates (etcdctl --cacert). Empty: the
+  // system's trusted roots.
+  std::string ca_file;
+  // PEM client certificate and its key (etcdctl --cert/--key), for members that require client
+  // certificates. Both or neither.
+  std::string cert_file;
+  std::string key_file;
+
+  bool active() const {
+    return enabled || !ca_file.empty() || !cert_file.empty() || !key_file.empty();
+  }
+};
+
 struct EtcdClientOptions {
   // "host:port" of each member; a call that fails with UNAVAILABLE or times out on one member
   // is tried on the next, until every member was tried once.
@@ -24,12 +41,17 @@ struct EtcdClientOptions {
   // "token" metadata; it is fetched again when etcd says it is invalid.
   std::string username;
   std::string password;
+  // Plain TCP unless tls.active(). The files are read once, by EtcdClient::Create.
+  EtcdTlsOptions tls;
 };
 
 // Parses "host:port[,host:port...]" into options.endpoints. Spaces around parts and an
-// "http://" scheme (as etcdctl users write it) are accepted; "https://", empty parts, bad ports
-// and duplicates are not. The error names the bad part.
-absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view text);
+// "http://" or "https://" scheme (as etcdctl users write it) are accepted; empty parts, bad
+// ports, duplicates and a mix of http:// and https:// are not. The error names the bad part.
+// `https`, when given, is set to whether the endpoints were written with https:// (the caller
+// then turns TLS on: the scheme itself is not kept).
+absl::StatusOr<std::vector<std::string>> ParseEtcdEndpoints(absl::string_view text,
+                                                            bool* https = nullptr);
 
 struct KeyValue {
   std::string key;

@@ -82,6 +82,11 @@ class Registrar::Impl {
     return lease_id_;
   }
 
+  absl::Status last_error() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_error_;
+  }
+
   bool WaitUntilRegistered(absl::Duration timeout) const {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
@@ -153,6 +158,11 @@ class Registrar::Impl {
     return duration * (0.8 + 0.4 * options_.random->UniformDouble());
   }
 
+  void SetError(absl::Status status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_error_ = std::move(status);
+  }
+
   void SetState(bool registered, int64_t lease) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -181,6 +191,7 @@ class Registrar::Impl {
       if (lease == 0) {
         absl::StatusOr<etcd::Lease> granted = client_->LeaseGrant(options_.ttl_seconds);
         if (!granted.ok()) {
+          SetError(granted.status());
           ++failures;
           if (ShouldLog(failures)) {
             LogWarning("registrar: cannot register ", key_, " (", failures,
@@ -199,6 +210,7 @@ class Registrar::Impl {
       if (!key_written) {
         absl::StatusOr<int64_t> put = client_->Put(key_, value_, lease);
         if (!put.ok()) {
+          SetError(put.status());
           ++failures;
           if (ShouldLog(failures)) {
             LogWarning("registrar: cannot put ", key_, " (", failures,
@@ -210,6 +222,7 @@ class Registrar::Impl {
           continue;
         }
         key_written = true;
+        SetError(absl::OkStatus());
         failures = 0;
         backoff = options_.retry_initial_backoff;
         wait = keepalive_interval_;
@@ -221,6 +234,7 @@ class Registrar::Impl {
       if (!Sleep(wait)) break;
       absl::StatusOr<int64_t> renewed = client_->LeaseKeepAliveOnce(lease);
       if (renewed.ok()) {
+        SetError(absl::OkStatus());
         renewed_at = options_.clock->Now();
         failures = 0;
         backoff = options_.retry_initial_backoff;
@@ -256,6 +270,7 @@ class Registrar::Impl {
         // Re-grant at once: the key is already missing.
         continue;
       }
+      SetError(renewed.status());
       ++failures;
       if (ShouldLog(failures)) {
         LogWarning("registrar: keep-alive for ", key_, " failed (", failures,
@@ -285,6 +300,7 @@ class Registrar::Impl {
   bool stopping_ = false;    // guarded by mu_
   bool registered_ = false;  // guarded by mu_
   int64_t lease_id_ = 0;     // guarded by mu_
+  absl::Status last_error_;  // guarded by mu_
 
   std::mutex finish_mu_;  // serializes Stop/Abandon
   bool finished_ = false;
@@ -317,6 +333,8 @@ bool Registrar::WaitUntilRegistered(absl::Duration timeout) const {
 const std::string& Registrar::key() const { return impl_->key(); }
 
 int64_t Registrar::lease_id() const { return impl_->lease_id(); }
+
+absl::Status Registrar::LastError() const { return impl_->last_error(); }
 
 absl::Status Registrar::Stop() { return impl_->Stop(); }
 

@@ -46,6 +46,10 @@ class Registrar {
   bool WaitUntilRegistered(absl::Duration timeout) const;
   const std::string& key() const;
   int64_t lease_id() const;
+  // Why the latest etcd call of the registration loop failed (etcd unreachable, wrong etcd
+  // password, permission denied, TLS handshake refused ...), or OK once one succeeded again.
+  // The loop keeps retrying whatever the error: this is for callers that want to report it.
+  absl::Status LastError() const;
 
   // Stops keep-alives and revokes the lease (deletes the key). Idempotent; returns the revoke's
   // error if etcd could not be reached (the key then expires after the TTL).
