@@ -171,6 +171,35 @@ TEST(RetryTest, IdempotentMethodsAreRetriedOnOtherBackendsUpToMaxAttempts) {
   EXPECT_EQ(fixture.TotalCalls() - before, 3);
 }
 
+TEST(RetryTest, AServerCancelledIdempotentCallIsRetriedElsewhere) {
+  // A server that is shutting down cancels calls that arrive: an idempotent call goes elsewhere,
+  // any other call reports CANCELLED.
+  Fixture fixture(3);
+  fixture.backends[0]->set_failure(grpc::StatusCode::CANCELLED);
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.outlier_detection.enabled = false;
+  options.retry.idempotent_methods = {"/Greeter/SayHello"};
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(10)));
+  for (int i = 0; i < 9; ++i) {
+    grpc::Status status = SayHello(**balancer);
+    EXPECT_TRUE(status.ok()) << i << ": " << status.error_message();
+  }
+  EXPECT_GT(fixture.backends[0]->calls(), 0);
+
+  options.retry.idempotent_methods = {};
+  auto strict = client::Balancer::Create(options);
+  ASSERT_TRUE(strict.ok());
+  ASSERT_TRUE((*strict)->WaitForReady(3, absl::Seconds(10)));
+  int cancelled = 0;
+  for (int i = 0; i < 9; ++i) {
+    cancelled += SayHello(**strict).error_code() == grpc::StatusCode::CANCELLED;
+  }
+  EXPECT_EQ(cancelled, 3);  // round robin: every third call reaches the cancelling backend
+}
+
 TEST(RetryTest, AnEmptyBudgetAllowsNoRetry) {
   Fixture fixture(3);
   for (auto& b : fixture.backends) b->set_failure(grpc::StatusCode::UNAVAILABLE);

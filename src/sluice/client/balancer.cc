@@ -52,6 +52,16 @@ bool NeverReachedBackend(const grpc::Status& status) {
          absl::StrContains(message, "Connection refused");
 }
 
+// Whether a failed attempt may be sent to another endpoint. Any call that never reached a
+// backend may. An idempotent call may also on UNAVAILABLE, and on CANCELLED: the library never
+// cancels an attempt itself (the deadline gives DEADLINE_EXCEEDED), so a CANCELLED comes from
+// the server, typically one that began shutting down as the call arrived.
+bool Retryable(const grpc::Status& status, bool idempotent) {
+  if (NeverReachedBackend(status)) return true;
+  return idempotent && (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                        status.error_code() == grpc::StatusCode::CANCELLED);
+}
+
 std::string ServiceNameOf(const discovery::Target& target) {
   if (target.scheme == discovery::Target::Scheme::kEtcd) {
     std::vector<absl::string_view> parts = absl::StrSplit(target.prefix, '/', absl::SkipEmpty());
@@ -759,9 +769,9 @@ grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) 
       EndRetry();
       retrying = false;
     }
-    if (status.ok() || status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+    if (status.ok() || !Retryable(status, IsIdempotent(options.method)) ||
         attempt_number >= options_.retry.max_attempts || options_.clock->Now() >= deadline ||
-        !(NeverReachedBackend(status) || IsIdempotent(options.method)) || !TryStartRetry()) {
+        !TryStartRetry()) {
       break;
     }
     retrying = true;
@@ -822,11 +832,9 @@ struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
       balancer->EndRetry();
       retrying = false;
     }
-    if (status.ok() || status.error_code() != grpc::StatusCode::UNAVAILABLE ||
+    if (status.ok() || !Retryable(status, balancer->IsIdempotent(options.method)) ||
         attempt_number >= balancer->options().retry.max_attempts ||
-        balancer->clock().Now() >= deadline ||
-        !(NeverReachedBackend(status) || balancer->IsIdempotent(options.method)) ||
-        !balancer->TryStartRetry()) {
+        balancer->clock().Now() >= deadline || !balancer->TryStartRetry()) {
       Finish(std::move(status));
       return;
     }
