@@ -200,6 +200,50 @@ TEST(RetryTest, AServerCancelledIdempotentCallIsRetriedElsewhere) {
   EXPECT_EQ(cancelled, 3);  // round robin: every third call reaches the cancelling backend
 }
 
+TEST(RetryTest, AnAttemptTimeoutMovesIdempotentCallsOffAStalledBackend) {
+  // One backend accepts calls but takes 3 s to answer (a paused or wedged process).
+  Fixture fixture(3);
+  fixture.backends[0]->set_delay(absl::Seconds(3));
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.retry.idempotent_methods = {"/Greeter/SayHello"};
+  options.retry.attempt_timeout = absl::Milliseconds(200);
+  options.outlier_detection.consecutive_failures = 2;
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(3, absl::Seconds(10)));
+  for (int i = 0; i < 12; ++i) {
+    const absl::Time start = absl::Now();
+    grpc::Status status = SayHello(**balancer, absl::Seconds(5));
+    EXPECT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << i;
+  }
+  // Its timeouts count as failures: after two in a row it is ejected.
+  auto infos = (*balancer)->Backends();
+  ASSERT_NE(Find(infos, fixture.backends[0]->address()), nullptr);
+  EXPECT_EQ(Find(infos, fixture.backends[0]->address())->state, "ejected");
+  EXPECT_LE(fixture.backends[0]->calls(), 3);
+
+  // A method not marked idempotent keeps the whole deadline: it waits for the slow answer.
+  options.retry.idempotent_methods = {};
+  options.outlier_detection.enabled = false;
+  auto strict = client::Balancer::Create(options);
+  ASSERT_TRUE(strict.ok());
+  ASSERT_TRUE((*strict)->WaitForReady(3, absl::Seconds(10)));
+  int slow = 0;
+  for (int i = 0; i < 3; ++i) {
+    const absl::Time start = absl::Now();
+    EXPECT_TRUE(SayHello(**strict, absl::Seconds(5)).ok());
+    slow += absl::Now() - start > absl::Seconds(2);
+  }
+  EXPECT_EQ(slow, 1);  // round robin: one of three calls reaches the slow backend
+
+  options.retry.attempt_timeout = absl::ZeroDuration();
+  auto refused = client::Balancer::Create(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "attempt_timeout"));
+}
+
 TEST(RetryTest, AnEmptyBudgetAllowsNoRetry) {
   Fixture fixture(3);
   for (auto& b : fixture.backends) b->set_failure(grpc::StatusCode::UNAVAILABLE);

@@ -56,10 +56,26 @@ bool NeverReachedBackend(const grpc::Status& status) {
 // backend may. An idempotent call may also on UNAVAILABLE, and on CANCELLED: the library never
 // cancels an attempt itself (the deadline gives DEADLINE_EXCEEDED), so a CANCELLED comes from
 // the server, typically one that began shutting down as the call arrived.
-bool Retryable(const grpc::Status& status, bool idempotent) {
+bool Retryable(const grpc::Status& status, bool idempotent, bool attempt_timed_out) {
   if (NeverReachedBackend(status)) return true;
   return idempotent && (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                        status.error_code() == grpc::StatusCode::CANCELLED);
+                        status.error_code() == grpc::StatusCode::CANCELLED || attempt_timed_out);
+}
+
+// The deadline of one attempt: the call's, or sooner with an attempt timeout (idempotent
+// methods only: cutting a non-idempotent call short could not be retried anyway).
+absl::Time AttemptDeadline(absl::Time call_deadline, absl::Time now, const RetryOptions& retry,
+                           bool idempotent) {
+  if (!idempotent || retry.attempt_timeout == absl::InfiniteDuration()) return call_deadline;
+  return std::min(call_deadline, now + retry.attempt_timeout);
+}
+
+// A DEADLINE_EXCEEDED that ended the attempt before the call's own deadline: the endpoint
+// stalled. It counts as that endpoint's failure (outlier detection) and may be retried.
+bool AttemptTimedOut(const grpc::Status& status, absl::Time attempt_deadline,
+                     absl::Time call_deadline) {
+  return status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+         attempt_deadline < call_deadline;
 }
 
 std::string ServiceNameOf(const discovery::Target& target) {
@@ -661,6 +677,10 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions optio
   if (options.retry.max_attempts < 1) {
     return absl::InvalidArgumentError("retry: 'max_attempts' must be at least 1");
   }
+  if (options.retry.attempt_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "retry: 'attempt_timeout' must be positive (infinite: no per-attempt limit)");
+  }
   for (const auto& method : options.retry.idempotent_methods) {
     if (!absl::StartsWith(method, "/") || method.find('/', 1) == std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -759,17 +779,22 @@ grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) 
     }
     Backend& backend = **picked;
     grpc::ClientContext context;
-    context.set_deadline(ToWallDeadline(deadline, *options_.clock));
+    const bool idempotent = IsIdempotent(options.method);
+    absl::Time started = options_.clock->Now();
+    const absl::Time attempt_deadline =
+        AttemptDeadline(deadline, started, options_.retry, idempotent);
+    context.set_deadline(ToWallDeadline(attempt_deadline, *options_.clock));
     if (options.configure_context) options.configure_context(context);
     OnCallStarted(backend);
-    absl::Time started = options_.clock->Now();
     status = attempt(backend, &context);
-    OnCallFinished(backend, status.error_code(), options_.clock->Now() - started);
+    const bool timed_out = AttemptTimedOut(status, attempt_deadline, deadline);
+    OnCallFinished(backend, timed_out ? grpc::StatusCode::UNAVAILABLE : status.error_code(),
+                   options_.clock->Now() - started);
     if (retrying) {
       EndRetry();
       retrying = false;
     }
-    if (status.ok() || !Retryable(status, IsIdempotent(options.method)) ||
+    if (status.ok() || !Retryable(status, idempotent, timed_out) ||
         attempt_number >= options_.retry.max_attempts || options_.clock->Now() >= deadline ||
         !TryStartRetry()) {
       break;
@@ -815,24 +840,29 @@ struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
     }
     std::shared_ptr<Backend> backend = std::move(*picked);
     context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(ToWallDeadline(deadline, balancer->clock()));
+    const absl::Time started = balancer->clock().Now();
+    const absl::Time attempt_deadline = AttemptDeadline(
+        deadline, started, balancer->options().retry, balancer->IsIdempotent(options.method));
+    context->set_deadline(ToWallDeadline(attempt_deadline, balancer->clock()));
     if (options.configure_context) options.configure_context(*context);
     balancer->OnCallStarted(*backend);
-    absl::Time started = balancer->clock().Now();
     auto self = shared_from_this();
-    start(*backend, context.get(), [self, backend, started](grpc::Status status) {
-      self->OnAttemptDone(backend, started, std::move(status));
+    start(*backend, context.get(), [self, backend, started, attempt_deadline](grpc::Status status) {
+      self->OnAttemptDone(backend, started, attempt_deadline, std::move(status));
     });
   }
 
   void OnAttemptDone(const std::shared_ptr<Backend>& backend, absl::Time started,
-                     grpc::Status status) {
-    balancer->OnCallFinished(*backend, status.error_code(), balancer->clock().Now() - started);
+                     absl::Time attempt_deadline, grpc::Status status) {
+    const bool timed_out = AttemptTimedOut(status, attempt_deadline, deadline);
+    balancer->OnCallFinished(*backend,
+                             timed_out ? grpc::StatusCode::UNAVAILABLE : status.error_code(),
+                             balancer->clock().Now() - started);
     if (retrying) {
       balancer->EndRetry();
       retrying = false;
     }
-    if (status.ok() || !Retryable(status, balancer->IsIdempotent(options.method)) ||
+    if (status.ok() || !Retryable(status, balancer->IsIdempotent(options.method), timed_out) ||
         attempt_number >= balancer->options().retry.max_attempts ||
         balancer->clock().Now() >= deadline || !balancer->TryStartRetry()) {
       Finish(std::move(status));

@@ -38,6 +38,11 @@ struct RetryOptions {
   // service is not hit by a retry storm.
   double budget_ratio = 0.2;
   int budget_min = 3;
+  // Each attempt of an idempotent method gets at most this long (within the call's deadline);
+  // when it runs out, the attempt counts as a failure of its endpoint and the call is retried
+  // elsewhere. Catches a backend that accepts calls but never answers (paused, wedged), which
+  // no status code reveals. Infinite: an attempt may use the whole deadline.
+  absl::Duration attempt_timeout = absl::InfiniteDuration();
 };
 
 struct OutlierDetectionOptions {
