@@ -674,11 +674,15 @@ void Worker::Impl::ReadFrom(Connection* conn) {
     }
     const ssize_t rv = nghttp2_session_mem_recv(conn->session_, read_buffer_.data(), n);
     if (rv < 0) {
-      // Not HTTP/2, or a flood: a GOAWAY with PROTOCOL_ERROR, then close, this connection only.
+      // Not HTTP/2: GOAWAY(PROTOCOL_ERROR); a flood of frames that each ask for an answer
+      // (PING, SETTINGS) from a peer that does not read them: GOAWAY(ENHANCE_YOUR_CALM). Then
+      // close, this connection only.
       metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
       LogWarning("sluice proxy: closing ", conn->upstream() ? "backend " : "client ", "connection ",
                  conn->peer_, ": ", nghttp2_strerror(static_cast<int>(rv)));
-      nghttp2_session_terminate_session(conn->session_, NGHTTP2_PROTOCOL_ERROR);
+      nghttp2_session_terminate_session(
+          conn->session_, rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                    : NGHTTP2_PROTOCOL_ERROR);
       MarkDirty(conn);
       break;
     }
