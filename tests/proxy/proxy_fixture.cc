@@ -26,10 +26,12 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(const std::str
                                    "proxy",
                                    "--listen",
                                    absl::StrCat("127.0.0.1:", proxy->port_),
-                                   "--target",
-                                   target,
                                    "--admin",
                                    absl::StrCat("127.0.0.1:", proxy->admin_port_)};
+  if (!target.empty()) {
+    argv.push_back("--target");
+    argv.push_back(target);
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto process = ChildProcess::Start(argv, {}, proxy->log_dir_ + "/proxy.log");
   if (!process.ok()) return process.status();

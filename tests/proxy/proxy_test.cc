@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -703,6 +704,60 @@ TEST(ProxyResilienceTest, IdempotentUnavailableIsRetriedThenTheBackendsAnswerPas
   EXPECT_EQ(stub->UnaryCall(&context2, request, &response).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ((*a)->calls() + (*b)->calls(), 4);
+}
+
+TEST(ProxyRoutingTest, ConfigFileRoutesEachServiceToItsOwnTarget) {
+  auto tests = TestServiceBackend::Start("127.0.0.11");
+  auto greeter = GreeterBackend::Start("127.0.0.12");
+  ASSERT_TRUE(tests.ok() && greeter.ok());
+  const std::string dir = MakeTempDir("routes");
+  const std::string config = dir + "/routes.json";
+  {
+    std::ofstream out(config);
+    out << R"({"routes": [{"service": "grpc.testing.TestService", "target": ")"
+        << (*tests)->address() << R"(", "policy": "least_request"},
+                  {"service": "Greeter", "target": ")"
+        << (*greeter)->address() << R"(", "idempotent": ["/Greeter/SayHello"]}]})";
+  }
+  auto proxy = ProxyProcess::Start("", {"--config", config});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto channel = (*proxy)->Channel();
+  auto test_stub = TestService::NewStub(channel);
+  auto greeter_stub = Greeter::NewStub(channel);
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    grpc::testing::Empty empty;
+    ASSERT_TRUE(test_stub->EmptyCall(&context, empty, &empty).ok());
+    HelloReply reply;
+    ASSERT_TRUE(SayHello(*greeter_stub, "routed", &reply).ok());
+    EXPECT_EQ(Replier(reply.message()), (*greeter)->address());
+  }
+  EXPECT_EQ((*tests)->calls(), 3);
+  EXPECT_EQ((*greeter)->calls(), 3);
+  // A service no route names, with no default route: UNIMPLEMENTED naming it.
+  auto other = grpc::testing::UnimplementedService::NewStub(channel);
+  grpc::ClientContext context;
+  grpc::testing::Empty empty;
+  grpc::Status status = other->UnimplementedCall(&context, empty, &empty);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "grpc.testing.UnimplementedService"))
+      << status.error_message();
+  EXPECT_EQ((*proxy)->Get("/ready").first, 200);
+  EXPECT_TRUE(absl::StrContains((*proxy)->Get("/backends").second, "\"route\": \"Greeter\""));
+
+  // A bad config is refused at start with the line and the reason.
+  {
+    std::ofstream out(config);
+    out << "{\n  \"routes\": [\n    {\"service\": \"Greeter\" \"target\": \"x:1\"}\n  ]\n}\n";
+  }
+  auto bad = ChildProcess::Start({BuiltBinary("bin/sluice"), "proxy", "--config", config}, {},
+                                 dir + "/bad.log");
+  ASSERT_TRUE(bad.ok());
+  auto code = bad->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2);
+  EXPECT_TRUE(absl::StrContains(bad->ReadLog(), config + ":3:")) << bad->ReadLog();
+  RemoveTree(dir);
 }
 
 TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {

@@ -1,8 +1,11 @@
 // sluice proxy: an L7 gRPC proxy that balances every call over the backends of a discovery
 // target, for clients that cannot embed the client library.
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +17,7 @@
 #include "sluice/core/signals.h"
 #include "sluice/proxy/admin_server.h"
 #include "sluice/proxy/proxy.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::cli {
 namespace {
@@ -21,6 +25,7 @@ namespace {
 struct ProxyFlags {
   std::string listen = "127.0.0.1:30051";
   std::string target;
+  std::string config;
   std::string policy = "round_robin";
   std::string policy_config;
   int workers = 1;
@@ -91,9 +96,26 @@ int RunProxy(const ProxyFlags& flags) {
     return UsageError("--stream-window must be between 65535 and 2147483647 bytes");
   }
 
-  auto balancer = client::Balancer::Create(balancer_options);
-  if (!balancer.ok()) return UsageError(std::string(balancer.status().message()));
-  auto proxy = proxy::Proxy::Start(options, balancer->get());
+  std::vector<proxy::RouteConfig> routes;
+  if (!flags.config.empty()) {
+    std::ifstream file(flags.config);
+    if (!file) return UsageError("--config: cannot read " + flags.config);
+    std::stringstream text;
+    text << file.rdbuf();
+    auto parsed = proxy::ParseRouteConfig(text.str(), flags.config, balancer_options);
+    if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+    routes = std::move(*parsed);
+  }
+  const bool has_default =
+      std::any_of(routes.begin(), routes.end(), [](const auto& r) { return r.service.empty(); });
+  if (!flags.target.empty()) {
+    if (has_default) return UsageError("--target and the config's \"default\" both given");
+    routes.push_back({"", balancer_options});  // the default route
+  }
+  if (routes.empty()) return UsageError("give --target (or --config FILE)");
+  auto router = proxy::Router::Create(std::move(routes));
+  if (!router.ok()) return UsageError(std::string(router.status().message()));
+  auto proxy = proxy::Proxy::Start(options, router->get());
   if (!proxy.ok()) {
     if (proxy.status().code() == absl::StatusCode::kInvalidArgument) {
       return UsageError(std::string(proxy.status().message()));
@@ -105,7 +127,7 @@ int RunProxy(const ProxyFlags& flags) {
   if (!flags.admin.empty()) {
     std::string where = flags.admin;
     if (where.find(':') == std::string::npos) where = "127.0.0.1:" + where;  // loopback default
-    auto started = proxy::AdminServer::Start(where, balancer->get(), &(*proxy)->metrics());
+    auto started = proxy::AdminServer::Start(where, router->get(), &(*proxy)->metrics());
     if (!started.ok()) {
       if (started.status().code() == absl::StatusCode::kInvalidArgument) {
         return UsageError(std::string(started.status().message()));
@@ -117,7 +139,10 @@ int RunProxy(const ProxyFlags& flags) {
     LogInfo("sluice proxy: admin on http://", where.substr(0, where.rfind(':')), ":", admin->port(),
             "/ (healthz, ready, backends, metrics)");
   }
-  LogInfo("sluice proxy: forwarding to ", flags.target, " (policy ", flags.policy, ")");
+  for (const auto& [service, balancer] : (*router)->routes()) {
+    LogInfo("sluice proxy: ", service.empty() ? std::string("every other service") : service,
+            " -> ", balancer->options().target, " (policy ", balancer->options().policy, ")");
+  }
   const int signo = WaitForTerminationSignal();
   LogInfo("sluice proxy: signal ", signo, ", draining calls in flight (at most ",
           absl::FormatDuration(drain), ")");
@@ -135,8 +160,11 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       "proxy", "Run an L7 gRPC proxy that balances every call over a target's backends");
   cmd->add_option("--listen", flags->listen, "IP:PORT clients connect to")->capture_default_str();
   cmd->add_option("--target", flags->target,
-                  "Backends: etcd://HOST:PORT/PREFIX, static://A,B, dns://NAME:PORT, IP:PORT")
-      ->required();
+                  "Backends: etcd://HOST:PORT/PREFIX, static://A,B, dns://NAME:PORT, IP:PORT");
+  cmd->add_option("--config", flags->config,
+                  "JSON file routing services to targets: {\"routes\": [{\"service\": "
+                  "\"pkg.Service\", \"target\": ..., \"policy\": ..., \"idempotent\": [...]}], "
+                  "\"default\": {...}}; --target and the flags are the defaults");
   cmd->add_option("--policy", flags->policy,
                   "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
                   "ring_hash")

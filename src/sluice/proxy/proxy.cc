@@ -2,16 +2,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "sluice/core/address.h"
+#include "sluice/core/clock.h"
 #include "sluice/core/log.h"
 #include "sluice/proxy/worker.h"
 
 namespace sluice::proxy {
 
-Proxy::Proxy(ProxyOptions options, client::Balancer* balancer)
-    : options_(std::move(options)), balancer_(balancer) {}
+Proxy::Proxy(ProxyOptions options, const Router* router)
+    : options_(std::move(options)), router_(router) {}
 
-absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options,
-                                                    client::Balancer* balancer) {
+absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const Router* router) {
   absl::StatusOr<HostPort> listen = ParseHostPort(options.listen);
   if (!listen.ok()) {
     // Port 0 is allowed here (tests), which ParseHostPort refuses.
@@ -28,10 +28,10 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options,
         absl::StrCat("--listen: '", listen->host, "' is not an IP address"));
   }
   if (options.workers < 1) return absl::InvalidArgumentError("--workers must be at least 1");
-  std::unique_ptr<Proxy> proxy(new Proxy(options, balancer));
+  std::unique_ptr<Proxy> proxy(new Proxy(options, router));
   int port = listen->port;
   for (int i = 0; i < options.workers; ++i) {
-    auto worker = std::make_unique<Worker>(i, proxy->options_, balancer, &proxy->metrics_);
+    auto worker = std::make_unique<Worker>(i, proxy->options_, router, &proxy->metrics_);
     absl::StatusOr<int> bound = worker->Listen(listen->host, port);
     if (!bound.ok()) return bound.status();
     port = *bound;  // every worker listens on the first one's port (SO_REUSEPORT)
@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options,
 void Proxy::Shutdown(absl::Duration timeout) {
   if (stopped_) return;
   stopped_ = true;
-  const absl::Time deadline = balancer_->clock().Now() + timeout;
+  const absl::Time deadline = SystemClock::Instance().Now() + timeout;
   for (auto& worker : workers_) worker->BeginShutdown(deadline);
   for (auto& thread : threads_) thread.join();
   threads_.clear();

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/metrics.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::proxy {
 
@@ -48,14 +49,13 @@ struct ProxyOptions {
 class Worker;
 
 // `sluice proxy`'s data plane: forwards every gRPC call (an HTTP/2 stream) to a backend picked
-// by the balancer, stream by stream. Threads: Start and Shutdown from one control thread; the
-// workers run their own loops.
+// by its route's balancer, stream by stream. Threads: Start and Shutdown from one control thread;
+// the workers run their own loops.
 class Proxy {
  public:
-  // Binds the listeners and starts the workers. `balancer` (manage_channels=false) must outlive
-  // the proxy.
-  static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options,
-                                                      client::Balancer* balancer);
+  // Binds the listeners and starts the workers. `router` (its balancers made with
+  // manage_channels=false) must outlive the proxy.
+  static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options, const Router* router);
   ~Proxy();  // Shutdown(absl::ZeroDuration()) if still running
 
   // The port clients connect to.
@@ -67,10 +67,10 @@ class Proxy {
   void Shutdown(absl::Duration timeout);
 
  private:
-  Proxy(ProxyOptions options, client::Balancer* balancer);
+  Proxy(ProxyOptions options, const Router* router);
 
   ProxyOptions options_;
-  client::Balancer* balancer_;
+  const Router* router_;
   ProxyMetrics metrics_;
   int port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;

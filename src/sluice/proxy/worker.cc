@@ -27,8 +27,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/core/address.h"
+#include "sluice/core/clock.h"
 #include "sluice/core/log.h"
 #include "sluice/proxy/grpc_util.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::proxy {
 namespace {
@@ -74,7 +76,6 @@ grpc::StatusCode StatusOf(const Headers& headers) {
   return static_cast<grpc::StatusCode>(code);
 }
 
-
 class Connection;
 
 // One gRPC call: a client stream and, while an attempt is in progress, a backend stream.
@@ -115,6 +116,7 @@ struct Call {
   bool resp_ended = false;
   bool resp_deferred = false;
 
+  client::Balancer* balancer = nullptr;  // the route's
   std::shared_ptr<client::Backend> backend;
   std::shared_ptr<client::Backend> previous_backend;
   BackendMetrics* backend_metrics = nullptr;
@@ -192,10 +194,10 @@ struct Inbox {
 
 class Worker::Impl {
  public:
-  Impl(int index, const ProxyOptions& options, client::Balancer* balancer, ProxyMetrics* metrics)
+  Impl(int index, const ProxyOptions& options, const Router* router, ProxyMetrics* metrics)
       : index_(index),
         options_(options),
-        balancer_(balancer),
+        router_(router),
         metrics_(metrics),
         inbox_(std::make_shared<Inbox>()) {}
 
@@ -295,7 +297,8 @@ class Worker::Impl {
 
   const int index_;
   const ProxyOptions options_;
-  client::Balancer* const balancer_;
+  const Router* const router_;
+  Clock& clock_ = SystemClock::Instance();
   ProxyMetrics* const metrics_;
   std::shared_ptr<Inbox> inbox_;
 
@@ -445,11 +448,11 @@ int Worker::Impl::EpollTimeoutMs() {
 
 void Worker::Impl::Run() {
   std::vector<epoll_event> events(128);
-  now_ = balancer_->clock().Now();
+  now_ = clock_.Now();
   for (;;) {
     const int n =
         epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), EpollTimeoutMs());
-    now_ = balancer_->clock().Now();
+    now_ = clock_.Now();
     // Expired calls first: a backend answering at the same instant must not win the race.
     ProcessTimers();
     for (int i = 0; i < n; ++i) {
@@ -987,28 +990,37 @@ void Worker::Impl::OnRequestHeaders(Call* call) {
       deadlines_.push({call->deadline, call->id});
     }
   }
-  call->idempotent = balancer_->IsIdempotent(call->path);
+  call->balancer = router_->ForPath(call->path);
+  if (call->balancer == nullptr) {
+    metrics_->rejected_requests_total.fetch_add(1, std::memory_order_relaxed);
+    RespondError(
+        call, grpc::StatusCode::UNIMPLEMENTED,
+        absl::StrCat("sluice proxy has no route for service '", ServiceOfPath(call->path), "'"),
+        false);
+    return;
+  }
+  call->idempotent = call->balancer->IsIdempotent(call->path);
   StartAttempt(call);
 }
 
 void Worker::Impl::StartAttempt(Call* call) {
   absl::StatusOr<std::shared_ptr<client::Backend>> picked =
-      balancer_->Pick(call->deadline, std::nullopt, call->previous_backend.get(),
-                      /*fail_fast=*/true);
+      call->balancer->Pick(call->deadline, std::nullopt, call->previous_backend.get(),
+                           /*fail_fast=*/true);
   if (!picked.ok()) {
     if (call->attempts == 0 && !call->waited_for_endpoint &&
-        options_.pick_wait > absl::ZeroDuration() && balancer_->ReadyCount() == 0) {
+        options_.pick_wait > absl::ZeroDuration() && call->balancer->ReadyCount() == 0) {
       // Discovery has not reported anything yet (startup): wait a little, off this thread.
       call->waited_for_endpoint = true;
       std::shared_ptr<Inbox> inbox = inbox_;
       const uint64_t id = call->id;
-      balancer_->PickAsync(std::min(call->deadline, now_ + options_.pick_wait), std::nullopt,
-                           nullptr, /*fail_fast=*/false,
-                           [inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> r) {
-                             std::lock_guard<std::mutex> lock(inbox->mu);
-                             inbox->picks.emplace_back(id, std::move(r));
-                             inbox->Wake();
-                           });
+      call->balancer->PickAsync(std::min(call->deadline, now_ + options_.pick_wait), std::nullopt,
+                                nullptr, /*fail_fast=*/false,
+                                [inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> r) {
+                                  std::lock_guard<std::mutex> lock(inbox->mu);
+                                  inbox->picks.emplace_back(id, std::move(r));
+                                  inbox->Wake();
+                                });
       return;
     }
     RespondError(call, grpc::StatusCode::UNAVAILABLE, std::string(picked.status().message()),
@@ -1033,7 +1045,7 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   call->attempt_open = true;
   call->resp_headers_received = false;
   ++call->attempts;
-  balancer_->OnCallStarted(*call->backend);
+  call->balancer->OnCallStarted(*call->backend);
 
   Connection* up = UpstreamFor(call->backend->address());
   if (up == nullptr) {
@@ -1132,7 +1144,8 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   conn->connecting_ = rc != 0;
   conn->connected_ = rc == 0;
   conn->last_used_ = now_;
-  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context_, session_options_);
+  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context_,
+                              session_options_);
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window},
@@ -1313,13 +1326,13 @@ void Worker::Impl::OnUpstreamEnded(Call* call) {
 void Worker::Impl::FinishAttempt(Call* call, grpc::StatusCode code) {
   if (call->budget_retry) {
     // Also when the retry never got to start (no endpoint, client gone): the budget is shared.
-    balancer_->EndRetry();
+    call->balancer->EndRetry();
     call->budget_retry = false;
   }
   if (!call->attempt_open) return;
   call->attempt_open = false;
   const absl::Duration latency = now_ - call->attempt_start;
-  balancer_->OnCallFinished(*call->backend, code, latency);
+  call->balancer->OnCallFinished(*call->backend, code, latency);
   call->backend_metrics->Record(static_cast<int>(code), latency);
   call->previous_backend = std::move(call->backend);
   call->backend = nullptr;
@@ -1349,13 +1362,13 @@ void Worker::Impl::DetachUpstream(Call* call, uint32_t rst) {
 
 bool Worker::Impl::TryRetry(Call* call, grpc::StatusCode code, const std::string& message,
                             bool transparent) {
-  bool retry = call->down != nullptr && !call->resp_submitted && call->retain &&
-               call->req_base == 0 && call->attempts < balancer_->options().retry.max_attempts &&
-               now_ < call->deadline;
+  bool retry =
+      call->down != nullptr && !call->resp_submitted && call->retain && call->req_base == 0 &&
+      call->attempts < call->balancer->options().retry.max_attempts && now_ < call->deadline;
   if (retry && !transparent) {
     // Release the failed attempt's own budget first, then ask for this retry's.
     FinishAttempt(call, code);
-    retry = call->idempotent && balancer_->TryStartRetry();
+    retry = call->idempotent && call->balancer->TryStartRetry();
     call->budget_retry = retry;
   }
   if (!retry) {
@@ -1487,9 +1500,8 @@ void Worker::Impl::OnUpstreamConnectionLost(Connection* conn) {
 
 // ---- Worker ----
 
-Worker::Worker(int index, const ProxyOptions& options, client::Balancer* balancer,
-               ProxyMetrics* metrics)
-    : impl_(std::make_unique<Impl>(index, options, balancer, metrics)) {}
+Worker::Worker(int index, const ProxyOptions& options, const Router* router, ProxyMetrics* metrics)
+    : impl_(std::make_unique<Impl>(index, options, router, metrics)) {}
 
 Worker::~Worker() = default;
 
