@@ -199,6 +199,27 @@ TEST_F(ProxyStreamingTest, BidiPingPong) {
   EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
+TEST_F(ProxyStreamingTest, EmptyBidiStreamAndTimeoutOnSleepingServer) {
+  {  // empty_stream
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(30)));
+    auto stream = stub_->FullDuplexCall(&context);
+    stream->WritesDone();
+    StreamingOutputCallResponse response;
+    EXPECT_FALSE(stream->Read(&response));
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  {  // timeout_on_sleeping_server
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Milliseconds(1)));
+    auto stream = stub_->FullDuplexCall(&context);
+    StreamingOutputCallRequest request;
+    request.mutable_payload()->set_body(std::string(27182, 'z'));
+    stream->Write(request);
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+}
+
 TEST_F(ProxyStreamingTest, FourMebibyteMessagesBothWays) {
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext context;
@@ -437,6 +458,14 @@ TEST_F(ProxyStreamingTest, BadInputGetsErrorsAndOtherClientsKeepWorking) {
     auto response = RawHttp2Request(proxy_->port(), headers, "", absl::Seconds(10));
     ASSERT_TRUE(response.ok()) << response.status();
     EXPECT_EQ(response->Header(":status"), "405");
+  }
+  // Oversized headers (100 KiB of metadata): that stream is reset, not the connection.
+  {
+    auto headers = GrpcHeaders("/grpc.testing.TestService/EmptyCall");
+    headers.push_back({"x-huge", std::string(100 << 10, 'h')});
+    auto response = RawHttp2Request(proxy_->port(), headers, GrpcFrame(""), absl::Seconds(10));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_TRUE(response->reset);
   }
   EXPECT_EQ(backend_->calls(), calls_before);
   // A valid raw request works, and so does the good client on its old connection.
