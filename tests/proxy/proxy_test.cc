@@ -9,6 +9,7 @@
 #include <atomic>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -786,6 +787,56 @@ TEST(ProxyRoutingTest, ConfigFileRoutesEachServiceToItsOwnTarget) {
   ASSERT_TRUE(code.ok());
   EXPECT_EQ(*code, 2);
   EXPECT_TRUE(absl::StrContains(bad->ReadLog(), config + ":3:")) << bad->ReadLog();
+  RemoveTree(dir);
+}
+
+TEST(ProxyTlsTest, ServesGrpcOverTlsWithAlpnH2) {
+  const std::string dir = MakeTempDir("tls");
+  auto openssl = ChildProcess::Start(
+      {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+       "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout",
+       dir + "/key.pem", "-out", dir + "/cert.pem"},
+      {}, dir + "/openssl.log");
+  ASSERT_TRUE(openssl.ok());
+  auto made = openssl->Wait(absl::Seconds(30));
+  ASSERT_TRUE(made.ok() && *made == 0) << openssl->ReadLog();
+  auto backend = GreeterBackend::Start("127.0.0.11");
+  ASSERT_TRUE(backend.ok());
+  auto proxy = ProxyProcess::Start(
+      (*backend)->address(), {"--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+
+  std::ifstream cert_file(dir + "/cert.pem");
+  std::stringstream cert;
+  cert << cert_file.rdbuf();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = cert.str();
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  auto stub = Greeter::NewStub(
+      grpc::CreateCustomChannel((*proxy)->address(), grpc::SslCredentials(ssl), args));
+  for (int i = 0; i < 20; ++i) {
+    HelloReply reply;
+    grpc::Status status = SayHello(*stub, "tls", &reply);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(Replier(reply.message()), (*backend)->address());
+  }
+  // A plaintext HTTP/2 client on the TLS port fails its handshake; TLS clients carry on.
+  auto plain = Greeter::NewStub((*proxy)->Channel());
+  HelloReply reply;
+  EXPECT_FALSE(SayHello(*plain, "plain", &reply, absl::Seconds(2)).ok());
+  EXPECT_TRUE(SayHello(*stub, "tls-again", &reply).ok());
+  EXPECT_TRUE(absl::StrContains((*proxy)->process().ReadLog(), "TLS handshake with client"));
+
+  // A key that does not exist is refused at start.
+  auto bad = ChildProcess::Start({BuiltBinary("bin/sluice"), "proxy", "--target", "127.0.0.11:1",
+                                  "--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/none.pem"},
+                                 {}, dir + "/bad.log");
+  ASSERT_TRUE(bad.ok());
+  auto code = bad->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2);
+  EXPECT_TRUE(absl::StrContains(bad->ReadLog(), "none.pem")) << bad->ReadLog();
   RemoveTree(dir);
 }
 

@@ -26,6 +26,8 @@ struct ProxyFlags {
   std::string listen = "127.0.0.1:30051";
   std::string target;
   std::string config;
+  std::string tls_cert;
+  std::string tls_key;
   std::string policy = "round_robin";
   std::string policy_config;
   int workers = 1;
@@ -78,6 +80,8 @@ int RunProxy(const ProxyFlags& flags) {
   options.workers = flags.workers;
   options.max_concurrent_streams = flags.max_concurrent_streams;
   options.stream_window = flags.stream_window;
+  options.tls_cert_file = flags.tls_cert;
+  options.tls_key_file = flags.tls_key;
   if (!ParseDurationFlag(flags.max_connection_age, &options.max_connection_age)) {
     return UsageError("--max-connection-age: not a duration: " + flags.max_connection_age);
   }
@@ -165,6 +169,9 @@ CommandRunner AddProxyCommand(CLI::App& app) {
                   "JSON file routing services to targets: {\"routes\": [{\"service\": "
                   "\"pkg.Service\", \"target\": ..., \"policy\": ..., \"idempotent\": [...]}], "
                   "\"default\": {...}}; --target and the flags are the defaults");
+  cmd->add_option("--tls-cert", flags->tls_cert,
+                  "Serve clients over TLS (ALPN h2) with this PEM certificate chain");
+  cmd->add_option("--tls-key", flags->tls_key, "...and this PEM private key");
   cmd->add_option("--policy", flags->policy,
                   "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
                   "ring_hash")

@@ -44,6 +44,11 @@ struct ProxyOptions {
   absl::Duration drain_timeout = absl::Seconds(30);
   // Bytes queued for one socket before the proxy stops pulling frames for it.
   size_t write_buffer_limit = 256 << 10;
+  // TLS towards clients (ALPN h2): PEM certificate chain and private key files; empty: plain
+  // HTTP/2. Proxy::Start loads them into tls_context (an SSL_CTX*, owned by the proxy).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  void* tls_context = nullptr;
 };
 
 class Worker;
@@ -76,6 +81,7 @@ class Proxy {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
+  void* tls_context_ = nullptr;  // SSL_CTX*, when serving TLS
 };
 
 }  // namespace sluice::proxy

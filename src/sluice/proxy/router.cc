@@ -1,8 +1,7 @@
 #include "sluice/proxy/router.h"
 
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 

@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -142,6 +144,7 @@ class Connection {
  public:
   Connection(bool upstream, int fd) : upstream_(upstream), fd_(fd) {}
   ~Connection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
     if (session_ != nullptr) nghttp2_session_del(session_);
     if (fd_ >= 0) close(fd_);
   }
@@ -150,6 +153,8 @@ class Connection {
   const bool upstream_;
   int fd_;
   SessionContext context_{nullptr, this};
+  SSL* ssl_ = nullptr;  // client connections with --tls-cert
+  bool handshaking_ = false;
   nghttp2_session* session_ = nullptr;
   std::string out_;
   size_t out_off_ = 0;
@@ -242,6 +247,12 @@ class Worker::Impl {
   void Accept();
   void HandleEvent(Connection* conn, uint32_t events);
   void ReadFrom(Connection* conn);
+  void Handshake(Connection* conn);
+  // read/write, through TLS when the connection has it: bytes, 0 at EOF, or one of these.
+  static constexpr ssize_t kWouldBlock = -1;
+  static constexpr ssize_t kIoError = -2;
+  ssize_t RawRead(Connection* conn, uint8_t* buf, size_t len);
+  ssize_t RawWrite(Connection* conn, const char* data, size_t len);
   void Flush(Connection* conn);
   void FlushDirty();
   void MarkDirty(Connection* conn) {
@@ -617,6 +628,12 @@ void Worker::Impl::Accept() {
     }
     conn->peer_ = absl::StrCat(host, ":", port);
     conn->created_ = now_;
+    if (options_.tls_context != nullptr) {
+      conn->ssl_ = SSL_new(static_cast<SSL_CTX*>(options_.tls_context));
+      SSL_set_fd(conn->ssl_, fd);
+      SSL_set_accept_state(conn->ssl_);
+      conn->handshaking_ = true;
+    }
     nghttp2_session_server_new2(&conn->session_, server_callbacks_, &conn->context_,
                                 session_options_);
     const nghttp2_settings_entry settings[] = {
@@ -657,21 +674,74 @@ void Worker::Impl::HandleEvent(Connection* conn, uint32_t events) {
     MarkDirty(conn);
     return;
   }
+  if (conn->handshaking_) {
+    Handshake(conn);
+    if (conn->handshaking_ || conn->dead_) return;
+  }
   if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) ReadFrom(conn);
   if (!conn->dead_ && (events & EPOLLOUT) != 0) MarkDirty(conn);
 }
 
+void Worker::Impl::Handshake(Connection* conn) {
+  ERR_clear_error();
+  const int rc = SSL_do_handshake(conn->ssl_);
+  if (rc == 1) {
+    conn->handshaking_ = false;
+    SetEpollOut(conn, false);
+    MarkDirty(conn);  // our SETTINGS are waiting
+    return;
+  }
+  const int err = SSL_get_error(conn->ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    SetEpollOut(conn, err == SSL_ERROR_WANT_WRITE);
+    return;
+  }
+  char reason[256] = "closed";
+  if (unsigned long e = ERR_get_error()) ERR_error_string_n(e, reason, sizeof(reason));
+  metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+  LogWarning("sluice proxy: TLS handshake with client ", conn->peer_, " failed: ", reason);
+  MarkDead(conn, "TLS handshake failed");
+}
+
+ssize_t Worker::Impl::RawRead(Connection* conn, uint8_t* buf, size_t len) {
+  if (conn->ssl_ == nullptr) {
+    const ssize_t n = read(conn->fd_, buf, len);
+    if (n >= 0) return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? kWouldBlock : kIoError;
+  }
+  ERR_clear_error();
+  const int n = SSL_read(conn->ssl_, buf, static_cast<int>(len));
+  if (n > 0) return n;
+  const int err = SSL_get_error(conn->ssl_, n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return kWouldBlock;
+  return err == SSL_ERROR_ZERO_RETURN ? 0 : kIoError;
+}
+
+ssize_t Worker::Impl::RawWrite(Connection* conn, const char* data, size_t len) {
+  if (conn->ssl_ == nullptr) {
+    const ssize_t n = send(conn->fd_, data, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? kWouldBlock : kIoError;
+  }
+  ERR_clear_error();
+  const int n = SSL_write(conn->ssl_, data, static_cast<int>(std::min<size_t>(len, 1 << 30)));
+  if (n > 0) return n;
+  const int err = SSL_get_error(conn->ssl_, n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return kWouldBlock;
+  return kIoError;
+}
+
 void Worker::Impl::ReadFrom(Connection* conn) {
-  // A few reads per event, so one busy connection cannot starve the others.
-  for (int round = 0; round < 4 && !conn->dead_; ++round) {
-    const ssize_t n = read(conn->fd_, read_buffer_.data(), read_buffer_.size());
+  // A few reads per event, so one busy connection cannot starve the others. TLS reads until
+  // the socket is dry: bytes OpenSSL has buffered would not wake epoll again.
+  for (int round = 0; (round < 4 || conn->ssl_ != nullptr) && !conn->dead_; ++round) {
+    const ssize_t n = RawRead(conn, read_buffer_.data(), read_buffer_.size());
     if (n == 0) {
       MarkDead(conn, "peer closed the connection");
       return;
     }
+    if (n == kWouldBlock) break;
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (errno == EINTR) continue;
       MarkDead(conn, absl::StrCat("read: ", strerror(errno)));
       return;
     }
@@ -685,7 +755,7 @@ void Worker::Impl::ReadFrom(Connection* conn) {
       MarkDirty(conn);
       break;
     }
-    if (static_cast<size_t>(n) < read_buffer_.size()) break;
+    if (conn->ssl_ == nullptr && static_cast<size_t>(n) < read_buffer_.size()) break;
   }
   MarkDirty(conn);
 }
@@ -700,7 +770,7 @@ void Worker::Impl::SetEpollOut(Connection* conn, bool on) {
 }
 
 void Worker::Impl::Flush(Connection* conn) {
-  if (conn->dead_ || conn->connecting_) return;
+  if (conn->dead_ || conn->connecting_ || conn->handshaking_) return;
   for (;;) {
     // Gather frames into one buffer, then one write: few, full writes are the cheap ones.
     while (conn->out_.size() - conn->out_off_ < options_.write_buffer_limit) {
@@ -714,11 +784,10 @@ void Worker::Impl::Flush(Connection* conn) {
       conn->out_.append(reinterpret_cast<const char*>(data), n);
     }
     if (conn->out_off_ == conn->out_.size()) break;
-    const ssize_t w = send(conn->fd_, conn->out_.data() + conn->out_off_,
-                           conn->out_.size() - conn->out_off_, MSG_NOSIGNAL);
+    const ssize_t w =
+        RawWrite(conn, conn->out_.data() + conn->out_off_, conn->out_.size() - conn->out_off_);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (errno == EINTR) continue;
+      if (w == kWouldBlock) break;
       MarkDead(conn, absl::StrCat("write: ", strerror(errno)));
       return;
     }
