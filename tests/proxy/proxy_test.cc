@@ -115,6 +115,23 @@ TEST(ProxyGreeterTest, SpreadsCallsOverThreeBackendsFoundInEtcd) {
   EXPECT_EQ(after_stop.count(absl::StrCat("127.0.0.12:", port)), 0u);
   EXPECT_EQ(after_stop.size(), 2u);
 
+  // The backend comes back and registers again: it gets calls again at once.
+  auto restarted =
+      ChildProcess::Start({BuiltBinary("bin/greeter_server"), "--ip", "127.0.0.12", "--port",
+                           std::to_string(port), "--etcd", etcd.endpoint(), "--quiet"});
+  ASSERT_TRUE(restarted.ok());
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(p->Get("/backends").second, "127.0.0.12"); },
+                      absl::Seconds(20)));
+  const absl::Time registered = absl::Now();
+  bool served = false;
+  for (int i = 0; i < 200 && !served; ++i) {
+    HelloReply r;
+    ASSERT_TRUE(SayHello(*stub, "back", &r).ok());
+    served = Replier(r.message()) == absl::StrCat("127.0.0.12:", port);
+  }
+  EXPECT_TRUE(served);
+  EXPECT_LT(absl::Now() - registered, absl::Seconds(5));  // 1 s on a quiet machine
+
   // Per-call balancing over one client connection, and the metrics saw every call.
   EXPECT_EQ(p->Metric("sluice_proxy_downstream_connections_total"), connections_before);
   EXPECT_GE(p->Metric("sluice_proxy_streams_total"), 31);
@@ -612,6 +629,39 @@ TEST(ProxyResilienceTest, GracefullyStoppedBackendUnderLoadLosesNoCall) {
   for (auto& t : callers) t.join();
   EXPECT_EQ(failed.load(), 0) << first_error << "\n" << (*proxy)->process().ReadLog();
   EXPECT_GT(backends[0]->calls() + backends[2]->calls(), 0);
+}
+
+TEST(ProxyResilienceTest, FailingBackendIsEjectedAndIdempotentCallsGoElsewhere) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok());
+    backends.push_back(std::move(*backend));
+  }
+  backends[1]->set_failure(grpc::StatusCode::UNAVAILABLE);
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                       backends[1]->address(), ",", backends[2]->address()),
+                          {"--idempotent", "/Greeter/SayHello"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  for (int i = 0; i < 60; ++i) {
+    HelloReply reply;
+    grpc::Status status = SayHello(*stub, "x", &reply);
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_NE(Replier(reply.message()), backends[1]->address());
+  }
+  // Five failures in a row ejected it (the library's outlier detection, fed by the proxy).
+  const int64_t calls_at_ejection = backends[1]->calls();
+  EXPECT_GE(calls_at_ejection, 5);
+  const std::string listing = (*proxy)->Get("/backends").second;
+  EXPECT_TRUE(absl::StrContains(listing, "\"ejected\"")) << listing;
+  for (int i = 0; i < 30; ++i) {
+    HelloReply reply;
+    ASSERT_TRUE(SayHello(*stub, "y", &reply).ok());
+  }
+  EXPECT_EQ(backends[1]->calls(), calls_at_ejection);
+  EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 5);
 }
 
 TEST(ProxyUpstreamTest, OpensMoreConnectionsOnlyWhenTheBackendLimitsStreams) {
