@@ -158,6 +158,11 @@ class TestServiceBackend::Service final : public grpc::testing::TestService::Ser
     EchoMetadata(context);
     grpc::testing::StreamingOutputCallRequest request;
     while (stream->Read(&request)) {
+      if (request.payload().body() == "server-cancel") {
+        context->TryCancel();  // RST_STREAM(CANCEL) towards the caller
+        ++*cancelled_;
+        return grpc::Status::CANCELLED;
+      }
       if (request.has_response_status() && request.response_status().code() != 0) {
         return grpc::Status(static_cast<grpc::StatusCode>(request.response_status().code()),
                             request.response_status().message());

@@ -337,6 +337,22 @@ TEST_F(ProxyStreamingTest, ClientCancelReachesBackend) {
   }
 }
 
+TEST_F(ProxyStreamingTest, BackendCancelReachesClient) {
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(30)));
+  auto stream = stub_->FullDuplexCall(&context);
+  StreamingOutputCallRequest request;
+  request.add_response_parameters()->set_size(10);
+  ASSERT_TRUE(stream->Write(request));
+  StreamingOutputCallResponse response;
+  ASSERT_TRUE(stream->Read(&response));  // the response has started
+  StreamingOutputCallRequest cancel;
+  cancel.mutable_payload()->set_body("server-cancel");
+  stream->Write(cancel);
+  EXPECT_FALSE(stream->Read(&response));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
 std::vector<std::pair<std::string, std::string>> GrpcHeaders(const std::string& path) {
   return {{":method", "POST"},
           {":scheme", "http"},
