@@ -145,7 +145,15 @@ class TestServiceBackend::Service final : public grpc::testing::TestService::Ser
     ++*calls_;
     grpc::testing::StreamingInputCallRequest request;
     int64_t total = 0;
-    while (reader->Read(&request)) total += request.payload().body().size();
+    bool first = true;
+    while (reader->Read(&request)) {
+      // A first message starting with "slow:" makes a slow reader: 2 s before reading on.
+      if (first && request.payload().body().rfind("slow:", 0) == 0) {
+        absl::SleepFor(absl::Seconds(2));
+      }
+      first = false;
+      total += request.payload().body().size();
+    }
     response->set_aggregated_payload_size(static_cast<int32_t>(total));
     return grpc::Status::OK;
   }

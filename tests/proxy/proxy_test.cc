@@ -316,6 +316,38 @@ TEST_F(ProxyStreamingTest, SlowReaderKeepsProxyBuffersBounded) {
                       absl::Seconds(5)));
 }
 
+TEST_F(ProxyStreamingTest, SlowBackendReaderKeepsProxyBuffersBounded) {
+  constexpr int kMessages = 800;  // 50 MiB sent while the backend does not read for 2 s
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(60)));
+  grpc::testing::StreamingInputCallResponse response;
+  auto writer = stub_->StreamingInputCall(&context, &response);
+  std::atomic<int> written{0};
+  std::thread sender([&] {
+    grpc::testing::StreamingInputCallRequest request;
+    for (int i = 0; i < kMessages; ++i) {
+      request.mutable_payload()->set_body((i == 0 ? "slow:" : "") + std::string(64 << 10, 'w'));
+      if (!writer->Write(request)) return;
+      ++written;
+    }
+    writer->WritesDone();
+  });
+  double max_buffered = 0;
+  for (int i = 0; i < 15; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    max_buffered = std::max(max_buffered, proxy_->Metric("sluice_proxy_buffered_bytes"));
+  }
+  // The client is held back too: it could not push everything into the proxy.
+  EXPECT_LT(written.load(), kMessages / 2);
+  sender.join();
+  grpc::Status status = writer->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.aggregated_payload_size(), kMessages * (64 << 10) + 5);
+  // Window (1 MiB) plus the request bytes kept for a retry (256 KiB), with room to spare.
+  EXPECT_LE(max_buffered, 4 << 20);
+  EXPECT_GT(max_buffered, 0);
+}
+
 TEST_F(ProxyStreamingTest, ClientCancelReachesBackend) {
   for (int round = 0; round < 2; ++round) {
     const int64_t before = backend_->cancellations();
