@@ -38,6 +38,8 @@ struct ProxyFlags {
   int retry_budget_min = 3;
   uint32_t max_concurrent_streams = 1000;
   uint32_t stream_window = 1 << 20;
+  uint32_t connection_window = 16 << 20;
+  size_t retry_buffer = 256 << 10;
   std::string max_connection_age = "inf";
   std::string max_connection_age_grace = "30s";
   std::string drain_timeout = "30s";
@@ -80,6 +82,8 @@ int RunProxy(const ProxyFlags& flags) {
   options.workers = flags.workers;
   options.max_concurrent_streams = flags.max_concurrent_streams;
   options.stream_window = flags.stream_window;
+  options.connection_window = flags.connection_window;
+  options.retry_buffer_limit = flags.retry_buffer;
   options.tls_cert_file = flags.tls_cert;
   options.tls_key_file = flags.tls_key;
   if (!ParseDurationFlag(flags.max_connection_age, &options.max_connection_age)) {
@@ -98,6 +102,9 @@ int RunProxy(const ProxyFlags& flags) {
   }
   if (flags.stream_window < 65535 || flags.stream_window > (1u << 31) - 1) {
     return UsageError("--stream-window must be between 65535 and 2147483647 bytes");
+  }
+  if (flags.connection_window < flags.stream_window || flags.connection_window > (1u << 31) - 1) {
+    return UsageError("--connection-window must be at least --stream-window, at most 2147483647");
   }
 
   std::vector<proxy::RouteConfig> routes;
@@ -201,6 +208,12 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--stream-window", flags->stream_window,
                   "Bytes buffered per stream and direction (HTTP/2 window)")
+      ->capture_default_str();
+  cmd->add_option("--connection-window", flags->connection_window,
+                  "Bytes buffered per connection and direction (HTTP/2 connection window)")
+      ->capture_default_str();
+  cmd->add_option("--retry-buffer", flags->retry_buffer,
+                  "Request bytes kept per call until the backend answers, for retries")
       ->capture_default_str();
   cmd->add_option("--max-connection-age", flags->max_connection_age,
                   "GOAWAY client connections older than this (e.g. 30m); inf: never")
