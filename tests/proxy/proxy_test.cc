@@ -9,6 +9,7 @@
 #include <atomic>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -710,6 +711,37 @@ TEST(ProxyResilienceTest, FailingBackendIsEjectedAndIdempotentCallsGoElsewhere) 
   }
   EXPECT_EQ(backends[1]->calls(), calls_at_ejection);
   EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 5);
+}
+
+TEST(ProxyRoutingTest, RingHashOnAHeaderKeepsAUserOnOneBackend) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok());
+    backends.push_back(std::move(*backend));
+  }
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                       backends[1]->address(), ",", backends[2]->address()),
+                          {"--policy", "ring_hash", "--hash-header", "X-User"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  auto call_as = [&](const std::string& user) {
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(10)));
+    context.AddMetadata("x-user", user);
+    HelloRequest request;
+    request.set_name(user);
+    HelloReply reply;
+    EXPECT_TRUE(stub->SayHello(&context, request, &reply).ok());
+    return Replier(reply.message());
+  };
+  std::set<std::string> alice;
+  for (int i = 0; i < 20; ++i) alice.insert(call_as("alice"));
+  EXPECT_EQ(alice.size(), 1u);
+  std::set<std::string> everyone;
+  for (int i = 0; i < 40; ++i) everyone.insert(call_as("user" + std::to_string(i)));
+  EXPECT_GE(everyone.size(), 2u);
 }
 
 TEST(ProxyUpstreamTest, OpensMoreConnectionsOnlyWhenTheBackendLimitsStreams) {

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "sluice/cli/commands.h"
 #include "sluice/client/balancer.h"
@@ -28,6 +29,7 @@ struct ProxyFlags {
   std::string config;
   std::string tls_cert;
   std::string tls_key;
+  std::string hash_header;
   std::string policy = "round_robin";
   std::string policy_config;
   int workers = 1;
@@ -86,6 +88,7 @@ int RunProxy(const ProxyFlags& flags) {
   options.retry_buffer_limit = flags.retry_buffer;
   options.tls_cert_file = flags.tls_cert;
   options.tls_key_file = flags.tls_key;
+  options.hash_header = absl::AsciiStrToLower(flags.hash_header);
   if (!ParseDurationFlag(flags.max_connection_age, &options.max_connection_age)) {
     return UsageError("--max-connection-age: not a duration: " + flags.max_connection_age);
   }
@@ -189,6 +192,8 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       ->check(CLI::Range(1, 256));
   cmd->add_option("--admin", flags->admin,
                   "Admin HTTP endpoint IP:PORT or PORT (loopback); off when not given");
+  cmd->add_option("--hash-header", flags->hash_header,
+                  "ring_hash: hash this request header's value to pick the backend");
   cmd->add_option("--idempotent", flags->idempotent,
                   "Method retried on UNAVAILABLE: /pkg.Service/Method or /pkg.Service/*; "
                   "repeatable");

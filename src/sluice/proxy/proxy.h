@@ -34,6 +34,9 @@ struct ProxyOptions {
   // backend's SETTINGS_MAX_CONCURRENT_STREAMS), and connections per backend per worker.
   uint32_t streams_per_upstream_connection = 100;
   int max_upstream_connections = 4;
+  // For ring_hash: the request header whose value is hashed to pick the backend (a user id, a
+  // session); calls without it are picked at random. Empty: no hash.
+  std::string hash_header;
   // With no endpoint discovered yet (startup), a call waits this long for one.
   absl::Duration pick_wait = absl::Seconds(5);
   // A client connection older than this gets GOAWAY, and is closed `max_connection_age_grace`

@@ -28,6 +28,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "sluice/balancer/hash.h"
 #include "sluice/core/address.h"
 #include "sluice/core/clock.h"
 #include "sluice/core/log.h"
@@ -95,6 +96,7 @@ struct Call {
   std::string path;
   absl::Time deadline = absl::InfiniteFuture();
   bool idempotent = false;
+  std::optional<uint64_t> hash_key;  // ring_hash's key, from --hash-header
 
   // Request bytes: req_buf holds stream offsets [req_base, req_base + size). While `retain`,
   // req_base stays 0 so another attempt can resend everything.
@@ -1069,12 +1071,17 @@ void Worker::Impl::OnRequestHeaders(Call* call) {
     return;
   }
   call->idempotent = call->balancer->IsIdempotent(call->path);
+  if (!options_.hash_header.empty()) {
+    if (const std::string* key = FindHeader(h, options_.hash_header)) {
+      call->hash_key = HashCallKey(*key);
+    }
+  }
   StartAttempt(call);
 }
 
 void Worker::Impl::StartAttempt(Call* call) {
   absl::StatusOr<std::shared_ptr<client::Backend>> picked =
-      call->balancer->Pick(call->deadline, std::nullopt, call->previous_backend.get(),
+      call->balancer->Pick(call->deadline, call->hash_key, call->previous_backend.get(),
                            /*fail_fast=*/true);
   if (!picked.ok()) {
     if (call->attempts == 0 && !call->waited_for_endpoint &&
@@ -1083,7 +1090,7 @@ void Worker::Impl::StartAttempt(Call* call) {
       call->waited_for_endpoint = true;
       std::shared_ptr<Inbox> inbox = inbox_;
       const uint64_t id = call->id;
-      call->balancer->PickAsync(std::min(call->deadline, now_ + options_.pick_wait), std::nullopt,
+      call->balancer->PickAsync(std::min(call->deadline, now_ + options_.pick_wait), call->hash_key,
                                 nullptr, /*fail_fast=*/false,
                                 [inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> r) {
                                   std::lock_guard<std::mutex> lock(inbox->mu);
