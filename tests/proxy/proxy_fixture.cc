@@ -26,10 +26,12 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(const std::str
                                    "proxy",
                                    "--listen",
                                    absl::StrCat("127.0.0.1:", proxy->port_),
-                                   "--target",
-                                   target,
                                    "--admin",
                                    absl::StrCat("127.0.0.1:", proxy->admin_port_)};
+  if (!target.empty()) {
+    argv.push_back("--target");
+    argv.push_back(target);
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto process = ChildProcess::Start(argv, {}, proxy->log_dir_ + "/proxy.log");
   if (!process.ok()) return process.status();
@@ -143,7 +145,15 @@ class TestServiceBackend::Service final : public grpc::testing::TestService::Ser
     ++*calls_;
     grpc::testing::StreamingInputCallRequest request;
     int64_t total = 0;
-    while (reader->Read(&request)) total += request.payload().body().size();
+    bool first = true;
+    while (reader->Read(&request)) {
+      // A first message starting with "slow:" makes a slow reader: 2 s before reading on.
+      if (first && request.payload().body().rfind("slow:", 0) == 0) {
+        absl::SleepFor(absl::Seconds(2));
+      }
+      first = false;
+      total += request.payload().body().size();
+    }
     response->set_aggregated_payload_size(static_cast<int32_t>(total));
     return grpc::Status::OK;
   }
@@ -156,6 +166,11 @@ class TestServiceBackend::Service final : public grpc::testing::TestService::Ser
     EchoMetadata(context);
     grpc::testing::StreamingOutputCallRequest request;
     while (stream->Read(&request)) {
+      if (request.payload().body() == "server-cancel") {
+        context->TryCancel();  // RST_STREAM(CANCEL) towards the caller
+        ++*cancelled_;
+        return grpc::Status::CANCELLED;
+      }
       if (request.has_response_status() && request.response_status().code() != 0) {
         return grpc::Status(static_cast<grpc::StatusCode>(request.response_status().code()),
                             request.response_status().message());

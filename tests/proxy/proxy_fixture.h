@@ -16,6 +16,7 @@ namespace sluice::testing {
 // `sluice proxy` as a real child process on free loopback ports, with its admin endpoint.
 class ProxyProcess {
  public:
+  // An empty target leaves routing to `extra` (--config FILE).
   static absl::StatusOr<std::unique_ptr<ProxyProcess>> Start(const std::string& target,
                                                              std::vector<std::string> extra = {});
   ~ProxyProcess();

@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -113,6 +116,23 @@ TEST(ProxyGreeterTest, SpreadsCallsOverThreeBackendsFoundInEtcd) {
   EXPECT_EQ(after_stop.count(absl::StrCat("127.0.0.12:", port)), 0u);
   EXPECT_EQ(after_stop.size(), 2u);
 
+  // The backend comes back and registers again: it gets calls again at once.
+  auto restarted =
+      ChildProcess::Start({BuiltBinary("bin/greeter_server"), "--ip", "127.0.0.12", "--port",
+                           std::to_string(port), "--etcd", etcd.endpoint(), "--quiet"});
+  ASSERT_TRUE(restarted.ok());
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(p->Get("/backends").second, "127.0.0.12"); },
+                      absl::Seconds(20)));
+  const absl::Time registered = absl::Now();
+  bool served = false;
+  for (int i = 0; i < 200 && !served; ++i) {
+    HelloReply r;
+    ASSERT_TRUE(SayHello(*stub, "back", &r).ok());
+    served = Replier(r.message()) == absl::StrCat("127.0.0.12:", port);
+  }
+  EXPECT_TRUE(served);
+  EXPECT_LT(absl::Now() - registered, absl::Seconds(5));  // 1 s on a quiet machine
+
   // Per-call balancing over one client connection, and the metrics saw every call.
   EXPECT_EQ(p->Metric("sluice_proxy_downstream_connections_total"), connections_before);
   EXPECT_GE(p->Metric("sluice_proxy_streams_total"), 31);
@@ -198,6 +218,27 @@ TEST_F(ProxyStreamingTest, BidiPingPong) {
   EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
+TEST_F(ProxyStreamingTest, EmptyBidiStreamAndTimeoutOnSleepingServer) {
+  {  // empty_stream
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(30)));
+    auto stream = stub_->FullDuplexCall(&context);
+    stream->WritesDone();
+    StreamingOutputCallResponse response;
+    EXPECT_FALSE(stream->Read(&response));
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  {  // timeout_on_sleeping_server
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Milliseconds(1)));
+    auto stream = stub_->FullDuplexCall(&context);
+    StreamingOutputCallRequest request;
+    request.mutable_payload()->set_body(std::string(27182, 'z'));
+    stream->Write(request);
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+}
+
 TEST_F(ProxyStreamingTest, FourMebibyteMessagesBothWays) {
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext context;
@@ -276,6 +317,38 @@ TEST_F(ProxyStreamingTest, SlowReaderKeepsProxyBuffersBounded) {
                       absl::Seconds(5)));
 }
 
+TEST_F(ProxyStreamingTest, SlowBackendReaderKeepsProxyBuffersBounded) {
+  constexpr int kMessages = 800;  // 50 MiB sent while the backend does not read for 2 s
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(60)));
+  grpc::testing::StreamingInputCallResponse response;
+  auto writer = stub_->StreamingInputCall(&context, &response);
+  std::atomic<int> written{0};
+  std::thread sender([&] {
+    grpc::testing::StreamingInputCallRequest request;
+    for (int i = 0; i < kMessages; ++i) {
+      request.mutable_payload()->set_body((i == 0 ? "slow:" : "") + std::string(64 << 10, 'w'));
+      if (!writer->Write(request)) return;
+      ++written;
+    }
+    writer->WritesDone();
+  });
+  double max_buffered = 0;
+  for (int i = 0; i < 15; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    max_buffered = std::max(max_buffered, proxy_->Metric("sluice_proxy_buffered_bytes"));
+  }
+  // The client is held back too: it could not push everything into the proxy.
+  EXPECT_LT(written.load(), kMessages / 2);
+  sender.join();
+  grpc::Status status = writer->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.aggregated_payload_size(), kMessages * (64 << 10) + 5);
+  // Window (1 MiB) plus the request bytes kept for a retry (256 KiB), with room to spare.
+  EXPECT_LE(max_buffered, 4 << 20);
+  EXPECT_GT(max_buffered, 0);
+}
+
 TEST_F(ProxyStreamingTest, ClientCancelReachesBackend) {
   for (int round = 0; round < 2; ++round) {
     const int64_t before = backend_->cancellations();
@@ -295,6 +368,22 @@ TEST_F(ProxyStreamingTest, ClientCancelReachesBackend) {
       EXPECT_TRUE(WaitFor([&] { return backend_->cancellations() > before; }, absl::Seconds(10)));
     }
   }
+}
+
+TEST_F(ProxyStreamingTest, BackendCancelReachesClient) {
+  grpc::ClientContext context;
+  context.set_deadline(In(absl::Seconds(30)));
+  auto stream = stub_->FullDuplexCall(&context);
+  StreamingOutputCallRequest request;
+  request.add_response_parameters()->set_size(10);
+  ASSERT_TRUE(stream->Write(request));
+  StreamingOutputCallResponse response;
+  ASSERT_TRUE(stream->Read(&response));  // the response has started
+  StreamingOutputCallRequest cancel;
+  cancel.mutable_payload()->set_body("server-cancel");
+  stream->Write(cancel);
+  EXPECT_FALSE(stream->Read(&response));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 std::vector<std::pair<std::string, std::string>> GrpcHeaders(const std::string& path) {
@@ -436,6 +525,14 @@ TEST_F(ProxyStreamingTest, BadInputGetsErrorsAndOtherClientsKeepWorking) {
     auto response = RawHttp2Request(proxy_->port(), headers, "", absl::Seconds(10));
     ASSERT_TRUE(response.ok()) << response.status();
     EXPECT_EQ(response->Header(":status"), "405");
+  }
+  // Oversized headers (100 KiB of metadata): that stream is reset, not the connection.
+  {
+    auto headers = GrpcHeaders("/grpc.testing.TestService/EmptyCall");
+    headers.push_back({"x-huge", std::string(100 << 10, 'h')});
+    auto response = RawHttp2Request(proxy_->port(), headers, GrpcFrame(""), absl::Seconds(10));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_TRUE(response->reset);
   }
   EXPECT_EQ(backend_->calls(), calls_before);
   // A valid raw request works, and so does the good client on its old connection.
@@ -583,6 +680,70 @@ TEST(ProxyResilienceTest, GracefullyStoppedBackendUnderLoadLosesNoCall) {
   EXPECT_GT(backends[0]->calls() + backends[2]->calls(), 0);
 }
 
+TEST(ProxyResilienceTest, FailingBackendIsEjectedAndIdempotentCallsGoElsewhere) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok());
+    backends.push_back(std::move(*backend));
+  }
+  backends[1]->set_failure(grpc::StatusCode::UNAVAILABLE);
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                       backends[1]->address(), ",", backends[2]->address()),
+                          {"--idempotent", "/Greeter/SayHello"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  for (int i = 0; i < 60; ++i) {
+    HelloReply reply;
+    grpc::Status status = SayHello(*stub, "x", &reply);
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_NE(Replier(reply.message()), backends[1]->address());
+  }
+  // Five failures in a row ejected it (the library's outlier detection, fed by the proxy).
+  const int64_t calls_at_ejection = backends[1]->calls();
+  EXPECT_GE(calls_at_ejection, 5);
+  const std::string listing = (*proxy)->Get("/backends").second;
+  EXPECT_TRUE(absl::StrContains(listing, "\"ejected\"")) << listing;
+  for (int i = 0; i < 30; ++i) {
+    HelloReply reply;
+    ASSERT_TRUE(SayHello(*stub, "y", &reply).ok());
+  }
+  EXPECT_EQ(backends[1]->calls(), calls_at_ejection);
+  EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 5);
+}
+
+TEST(ProxyRoutingTest, RingHashOnAHeaderKeepsAUserOnOneBackend) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok());
+    backends.push_back(std::move(*backend));
+  }
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                       backends[1]->address(), ",", backends[2]->address()),
+                          {"--policy", "ring_hash", "--hash-header", "X-User"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  auto call_as = [&](const std::string& user) {
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(10)));
+    context.AddMetadata("x-user", user);
+    HelloRequest request;
+    request.set_name(user);
+    HelloReply reply;
+    EXPECT_TRUE(stub->SayHello(&context, request, &reply).ok());
+    return Replier(reply.message());
+  };
+  std::set<std::string> alice;
+  for (int i = 0; i < 20; ++i) alice.insert(call_as("alice"));
+  EXPECT_EQ(alice.size(), 1u);
+  std::set<std::string> everyone;
+  for (int i = 0; i < 40; ++i) everyone.insert(call_as("user" + std::to_string(i)));
+  EXPECT_GE(everyone.size(), 2u);
+}
+
 TEST(ProxyUpstreamTest, OpensMoreConnectionsOnlyWhenTheBackendLimitsStreams) {
   auto backend = TestServiceBackend::Start("127.0.0.11", /*max_concurrent_streams=*/10);
   ASSERT_TRUE(backend.ok());
@@ -703,6 +864,110 @@ TEST(ProxyResilienceTest, IdempotentUnavailableIsRetriedThenTheBackendsAnswerPas
   EXPECT_EQ(stub->UnaryCall(&context2, request, &response).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ((*a)->calls() + (*b)->calls(), 4);
+}
+
+TEST(ProxyRoutingTest, ConfigFileRoutesEachServiceToItsOwnTarget) {
+  auto tests = TestServiceBackend::Start("127.0.0.11");
+  auto greeter = GreeterBackend::Start("127.0.0.12");
+  ASSERT_TRUE(tests.ok() && greeter.ok());
+  const std::string dir = MakeTempDir("routes");
+  const std::string config = dir + "/routes.json";
+  {
+    std::ofstream out(config);
+    out << R"({"routes": [{"service": "grpc.testing.TestService", "target": ")"
+        << (*tests)->address() << R"(", "policy": "least_request"},
+                  {"service": "Greeter", "target": ")"
+        << (*greeter)->address() << R"(", "idempotent": ["/Greeter/SayHello"]}]})";
+  }
+  auto proxy = ProxyProcess::Start("", {"--config", config});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto channel = (*proxy)->Channel();
+  auto test_stub = TestService::NewStub(channel);
+  auto greeter_stub = Greeter::NewStub(channel);
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    grpc::testing::Empty empty;
+    ASSERT_TRUE(test_stub->EmptyCall(&context, empty, &empty).ok());
+    HelloReply reply;
+    ASSERT_TRUE(SayHello(*greeter_stub, "routed", &reply).ok());
+    EXPECT_EQ(Replier(reply.message()), (*greeter)->address());
+  }
+  EXPECT_EQ((*tests)->calls(), 3);
+  EXPECT_EQ((*greeter)->calls(), 3);
+  // A service no route names, with no default route: UNIMPLEMENTED naming it.
+  auto other = grpc::testing::UnimplementedService::NewStub(channel);
+  grpc::ClientContext context;
+  grpc::testing::Empty empty;
+  grpc::Status status = other->UnimplementedCall(&context, empty, &empty);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "grpc.testing.UnimplementedService"))
+      << status.error_message();
+  EXPECT_EQ((*proxy)->Get("/ready").first, 200);
+  EXPECT_TRUE(absl::StrContains((*proxy)->Get("/backends").second, "\"route\": \"Greeter\""));
+
+  // A bad config is refused at start with the line and the reason.
+  {
+    std::ofstream out(config);
+    out << "{\n  \"routes\": [\n    {\"service\": \"Greeter\" \"target\": \"x:1\"}\n  ]\n}\n";
+  }
+  auto bad = ChildProcess::Start({BuiltBinary("bin/sluice"), "proxy", "--config", config}, {},
+                                 dir + "/bad.log");
+  ASSERT_TRUE(bad.ok());
+  auto code = bad->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2);
+  EXPECT_TRUE(absl::StrContains(bad->ReadLog(), config + ":3:")) << bad->ReadLog();
+  RemoveTree(dir);
+}
+
+TEST(ProxyTlsTest, ServesGrpcOverTlsWithAlpnH2) {
+  const std::string dir = MakeTempDir("tls");
+  auto openssl = ChildProcess::Start(
+      {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+       "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout",
+       dir + "/key.pem", "-out", dir + "/cert.pem"},
+      {}, dir + "/openssl.log");
+  ASSERT_TRUE(openssl.ok());
+  auto made = openssl->Wait(absl::Seconds(30));
+  ASSERT_TRUE(made.ok() && *made == 0) << openssl->ReadLog();
+  auto backend = GreeterBackend::Start("127.0.0.11");
+  ASSERT_TRUE(backend.ok());
+  auto proxy = ProxyProcess::Start(
+      (*backend)->address(), {"--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+
+  std::ifstream cert_file(dir + "/cert.pem");
+  std::stringstream cert;
+  cert << cert_file.rdbuf();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = cert.str();
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
+  auto stub = Greeter::NewStub(
+      grpc::CreateCustomChannel((*proxy)->address(), grpc::SslCredentials(ssl), args));
+  for (int i = 0; i < 20; ++i) {
+    HelloReply reply;
+    grpc::Status status = SayHello(*stub, "tls", &reply);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(Replier(reply.message()), (*backend)->address());
+  }
+  // A plaintext HTTP/2 client on the TLS port fails its handshake; TLS clients carry on.
+  auto plain = Greeter::NewStub((*proxy)->Channel());
+  HelloReply reply;
+  EXPECT_FALSE(SayHello(*plain, "plain", &reply, absl::Seconds(2)).ok());
+  EXPECT_TRUE(SayHello(*stub, "tls-again", &reply).ok());
+  EXPECT_TRUE(absl::StrContains((*proxy)->process().ReadLog(), "TLS handshake with client"));
+
+  // A key that does not exist is refused at start.
+  auto bad = ChildProcess::Start({BuiltBinary("bin/sluice"), "proxy", "--target", "127.0.0.11:1",
+                                  "--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/none.pem"},
+                                 {}, dir + "/bad.log");
+  ASSERT_TRUE(bad.ok());
+  auto code = bad->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2);
+  EXPECT_TRUE(absl::StrContains(bad->ReadLog(), "none.pem")) << bad->ReadLog();
+  RemoveTree(dir);
 }
 
 TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {

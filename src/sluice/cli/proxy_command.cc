@@ -1,12 +1,16 @@
 // sluice proxy: an L7 gRPC proxy that balances every call over the backends of a discovery
 // target, for clients that cannot embed the client library.
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "sluice/cli/commands.h"
 #include "sluice/client/balancer.h"
@@ -14,6 +18,7 @@
 #include "sluice/core/signals.h"
 #include "sluice/proxy/admin_server.h"
 #include "sluice/proxy/proxy.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::cli {
 namespace {
@@ -21,6 +26,10 @@ namespace {
 struct ProxyFlags {
   std::string listen = "127.0.0.1:30051";
   std::string target;
+  std::string config;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string hash_header;
   std::string policy = "round_robin";
   std::string policy_config;
   int workers = 1;
@@ -31,6 +40,8 @@ struct ProxyFlags {
   int retry_budget_min = 3;
   uint32_t max_concurrent_streams = 1000;
   uint32_t stream_window = 1 << 20;
+  uint32_t connection_window = 16 << 20;
+  size_t retry_buffer = 256 << 10;
   std::string max_connection_age = "inf";
   std::string max_connection_age_grace = "30s";
   std::string drain_timeout = "30s";
@@ -73,6 +84,11 @@ int RunProxy(const ProxyFlags& flags) {
   options.workers = flags.workers;
   options.max_concurrent_streams = flags.max_concurrent_streams;
   options.stream_window = flags.stream_window;
+  options.connection_window = flags.connection_window;
+  options.retry_buffer_limit = flags.retry_buffer;
+  options.tls_cert_file = flags.tls_cert;
+  options.tls_key_file = flags.tls_key;
+  options.hash_header = absl::AsciiStrToLower(flags.hash_header);
   if (!ParseDurationFlag(flags.max_connection_age, &options.max_connection_age)) {
     return UsageError("--max-connection-age: not a duration: " + flags.max_connection_age);
   }
@@ -90,10 +106,30 @@ int RunProxy(const ProxyFlags& flags) {
   if (flags.stream_window < 65535 || flags.stream_window > (1u << 31) - 1) {
     return UsageError("--stream-window must be between 65535 and 2147483647 bytes");
   }
+  if (flags.connection_window < flags.stream_window || flags.connection_window > (1u << 31) - 1) {
+    return UsageError("--connection-window must be at least --stream-window, at most 2147483647");
+  }
 
-  auto balancer = client::Balancer::Create(balancer_options);
-  if (!balancer.ok()) return UsageError(std::string(balancer.status().message()));
-  auto proxy = proxy::Proxy::Start(options, balancer->get());
+  std::vector<proxy::RouteConfig> routes;
+  if (!flags.config.empty()) {
+    std::ifstream file(flags.config);
+    if (!file) return UsageError("--config: cannot read " + flags.config);
+    std::stringstream text;
+    text << file.rdbuf();
+    auto parsed = proxy::ParseRouteConfig(text.str(), flags.config, balancer_options);
+    if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+    routes = std::move(*parsed);
+  }
+  const bool has_default =
+      std::any_of(routes.begin(), routes.end(), [](const auto& r) { return r.service.empty(); });
+  if (!flags.target.empty()) {
+    if (has_default) return UsageError("--target and the config's \"default\" both given");
+    routes.push_back({"", balancer_options});  // the default route
+  }
+  if (routes.empty()) return UsageError("give --target (or --config FILE)");
+  auto router = proxy::Router::Create(std::move(routes));
+  if (!router.ok()) return UsageError(std::string(router.status().message()));
+  auto proxy = proxy::Proxy::Start(options, router->get());
   if (!proxy.ok()) {
     if (proxy.status().code() == absl::StatusCode::kInvalidArgument) {
       return UsageError(std::string(proxy.status().message()));
@@ -105,7 +141,7 @@ int RunProxy(const ProxyFlags& flags) {
   if (!flags.admin.empty()) {
     std::string where = flags.admin;
     if (where.find(':') == std::string::npos) where = "127.0.0.1:" + where;  // loopback default
-    auto started = proxy::AdminServer::Start(where, balancer->get(), &(*proxy)->metrics());
+    auto started = proxy::AdminServer::Start(where, router->get(), &(*proxy)->metrics());
     if (!started.ok()) {
       if (started.status().code() == absl::StatusCode::kInvalidArgument) {
         return UsageError(std::string(started.status().message()));
@@ -117,7 +153,10 @@ int RunProxy(const ProxyFlags& flags) {
     LogInfo("sluice proxy: admin on http://", where.substr(0, where.rfind(':')), ":", admin->port(),
             "/ (healthz, ready, backends, metrics)");
   }
-  LogInfo("sluice proxy: forwarding to ", flags.target, " (policy ", flags.policy, ")");
+  for (const auto& [service, balancer] : (*router)->routes()) {
+    LogInfo("sluice proxy: ", service.empty() ? std::string("every other service") : service,
+            " -> ", balancer->options().target, " (policy ", balancer->options().policy, ")");
+  }
   const int signo = WaitForTerminationSignal();
   LogInfo("sluice proxy: signal ", signo, ", draining calls in flight (at most ",
           absl::FormatDuration(drain), ")");
@@ -135,8 +174,14 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       "proxy", "Run an L7 gRPC proxy that balances every call over a target's backends");
   cmd->add_option("--listen", flags->listen, "IP:PORT clients connect to")->capture_default_str();
   cmd->add_option("--target", flags->target,
-                  "Backends: etcd://HOST:PORT/PREFIX, static://A,B, dns://NAME:PORT, IP:PORT")
-      ->required();
+                  "Backends: etcd://HOST:PORT/PREFIX, static://A,B, dns://NAME:PORT, IP:PORT");
+  cmd->add_option("--config", flags->config,
+                  "JSON file routing services to targets: {\"routes\": [{\"service\": "
+                  "\"pkg.Service\", \"target\": ..., \"policy\": ..., \"idempotent\": [...]}], "
+                  "\"default\": {...}}; --target and the flags are the defaults");
+  cmd->add_option("--tls-cert", flags->tls_cert,
+                  "Serve clients over TLS (ALPN h2) with this PEM certificate chain");
+  cmd->add_option("--tls-key", flags->tls_key, "...and this PEM private key");
   cmd->add_option("--policy", flags->policy,
                   "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
                   "ring_hash")
@@ -147,6 +192,8 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       ->check(CLI::Range(1, 256));
   cmd->add_option("--admin", flags->admin,
                   "Admin HTTP endpoint IP:PORT or PORT (loopback); off when not given");
+  cmd->add_option("--hash-header", flags->hash_header,
+                  "ring_hash: hash this request header's value to pick the backend");
   cmd->add_option("--idempotent", flags->idempotent,
                   "Method retried on UNAVAILABLE: /pkg.Service/Method or /pkg.Service/*; "
                   "repeatable");
@@ -166,6 +213,12 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--stream-window", flags->stream_window,
                   "Bytes buffered per stream and direction (HTTP/2 window)")
+      ->capture_default_str();
+  cmd->add_option("--connection-window", flags->connection_window,
+                  "Bytes buffered per connection and direction (HTTP/2 connection window)")
+      ->capture_default_str();
+  cmd->add_option("--retry-buffer", flags->retry_buffer,
+                  "Request bytes kept per call until the backend answers, for retries")
       ->capture_default_str();
   cmd->add_option("--max-connection-age", flags->max_connection_age,
                   "GOAWAY client connections older than this (e.g. 30m); inf: never")

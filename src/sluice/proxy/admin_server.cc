@@ -16,7 +16,7 @@
 namespace sluice::proxy {
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& listen,
-                                                                client::Balancer* balancer,
+                                                                const Router* router,
                                                                 ProxyMetrics* metrics) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
@@ -48,7 +48,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
   }
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::unique_ptr<AdminServer> server(new AdminServer(balancer, metrics));
+  std::unique_ptr<AdminServer> server(new AdminServer(router, metrics));
   server->listen_fd_ = fd;
   server->port_ = ntohs(addr.sin_port);
   server->thread_ = std::thread([s = server.get()] { s->Serve(); });
@@ -122,23 +122,30 @@ void AdminServer::ServeOne(int fd) const {
 std::pair<int, std::string> AdminServer::Handle(const std::string& path) const {
   if (path == "/healthz") return {200, "ok\n"};
   if (path == "/ready") {
-    if (balancer_->ReadyCount() > 0) return {200, "ready\n"};
-    return {503, absl::StrCat("not ready: no endpoint of ", balancer_->service_name(), " yet\n")};
+    if (router_->Ready()) return {200, "ready\n"};
+    std::string waiting;
+    for (const auto& [service, balancer] : router_->routes()) {
+      if (balancer->ReadyCount() == 0) absl::StrAppend(&waiting, " ", balancer->service_name());
+    }
+    return {503, absl::StrCat("not ready: no endpoint yet for", waiting, "\n")};
   }
   if (path == "/backends") {
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& b : balancer_->Backends()) {
-      list.push_back({{"address", b.address},
-                      {"state", b.state},
-                      {"in_flight", b.in_flight},
-                      {"calls", b.calls},
-                      {"failures", b.failures},
-                      {"weight", b.weight},
-                      {"ejections", b.ejections}});
+    for (const auto& [service, balancer] : router_->routes()) {
+      for (const auto& b : balancer->Backends()) {
+        list.push_back({{"address", b.address},
+                        {"route", service.empty() ? "default" : service},
+                        {"state", b.state},
+                        {"in_flight", b.in_flight},
+                        {"calls", b.calls},
+                        {"failures", b.failures},
+                        {"weight", b.weight},
+                        {"ejections", b.ejections}});
+      }
     }
     return {200, list.dump(2) + "\n"};
   }
-  if (path == "/metrics") return {200, metrics_->RenderPrometheus(balancer_->Backends())};
+  if (path == "/metrics") return {200, metrics_->RenderPrometheus(router_->Backends())};
   return {404, "not found: try /healthz, /ready, /backends, /metrics\n"};
 }
 

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/metrics.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::proxy {
 
@@ -16,9 +17,9 @@ namespace sluice::proxy {
 // /metrics.
 class AdminServer {
  public:
-  // `balancer` and `metrics` must outlive the server. "IP:PORT"; port 0 picks a free port.
+  // `router` and `metrics` must outlive the server. "IP:PORT"; port 0 picks a free port.
   static absl::StatusOr<std::unique_ptr<AdminServer>> Start(const std::string& listen,
-                                                            client::Balancer* balancer,
+                                                            const Router* router,
                                                             ProxyMetrics* metrics);
   ~AdminServer();
 
@@ -27,12 +28,11 @@ class AdminServer {
   std::pair<int, std::string> Handle(const std::string& path) const;
 
  private:
-  AdminServer(client::Balancer* balancer, ProxyMetrics* metrics)
-      : balancer_(balancer), metrics_(metrics) {}
+  AdminServer(const Router* router, ProxyMetrics* metrics) : router_(router), metrics_(metrics) {}
   void Serve();
   void ServeOne(int fd) const;
 
-  client::Balancer* balancer_;
+  const Router* router_;
   ProxyMetrics* metrics_;
   int listen_fd_ = -1;
   int port_ = 0;

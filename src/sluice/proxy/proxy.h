@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/metrics.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::proxy {
 
@@ -33,6 +34,9 @@ struct ProxyOptions {
   // backend's SETTINGS_MAX_CONCURRENT_STREAMS), and connections per backend per worker.
   uint32_t streams_per_upstream_connection = 100;
   int max_upstream_connections = 4;
+  // For ring_hash: the request header whose value is hashed to pick the backend (a user id, a
+  // session); calls without it are picked at random. Empty: no hash.
+  std::string hash_header;
   // With no endpoint discovered yet (startup), a call waits this long for one.
   absl::Duration pick_wait = absl::Seconds(5);
   // A client connection older than this gets GOAWAY, and is closed `max_connection_age_grace`
@@ -43,19 +47,23 @@ struct ProxyOptions {
   absl::Duration drain_timeout = absl::Seconds(30);
   // Bytes queued for one socket before the proxy stops pulling frames for it.
   size_t write_buffer_limit = 256 << 10;
+  // TLS towards clients (ALPN h2): PEM certificate chain and private key files; empty: plain
+  // HTTP/2. Proxy::Start loads them into tls_context (an SSL_CTX*, owned by the proxy).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  void* tls_context = nullptr;
 };
 
 class Worker;
 
 // `sluice proxy`'s data plane: forwards every gRPC call (an HTTP/2 stream) to a backend picked
-// by the balancer, stream by stream. Threads: Start and Shutdown from one control thread; the
-// workers run their own loops.
+// by its route's balancer, stream by stream. Threads: Start and Shutdown from one control thread;
+// the workers run their own loops.
 class Proxy {
  public:
-  // Binds the listeners and starts the workers. `balancer` (manage_channels=false) must outlive
-  // the proxy.
-  static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options,
-                                                      client::Balancer* balancer);
+  // Binds the listeners and starts the workers. `router` (its balancers made with
+  // manage_channels=false) must outlive the proxy.
+  static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options, const Router* router);
   ~Proxy();  // Shutdown(absl::ZeroDuration()) if still running
 
   // The port clients connect to.
@@ -67,15 +75,16 @@ class Proxy {
   void Shutdown(absl::Duration timeout);
 
  private:
-  Proxy(ProxyOptions options, client::Balancer* balancer);
+  Proxy(ProxyOptions options, const Router* router);
 
   ProxyOptions options_;
-  client::Balancer* balancer_;
+  const Router* router_;
   ProxyMetrics metrics_;
   int port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
+  void* tls_context_ = nullptr;  // SSL_CTX*, when serving TLS
 };
 
 }  // namespace sluice::proxy

@@ -1,6 +1,7 @@
 #include "sluice/proxy/router.h"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 
@@ -29,8 +30,7 @@ std::pair<size_t, size_t> LineColumn(absl::string_view text, size_t offset) {
   return {line, column};
 }
 
-absl::Status RouteError(const std::string& file, const std::string& where,
-                        const std::string& why) {
+absl::Status RouteError(const std::string& file, const std::string& where, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(file, ": ", where, ": ", why));
 }
 
@@ -106,6 +106,7 @@ absl::StatusOr<std::vector<RouteConfig>> ParseRouteConfig(absl::string_view text
   }
   if (!root.is_object()) return RouteError(file_name, "top level", "must be a JSON object");
   std::vector<RouteConfig> routes;
+  std::optional<RouteConfig> default_route;  // last, whatever the key order
   for (const auto& [key, value] : root.items()) {
     if (key == "routes") {
       if (!value.is_array()) return RouteError(file_name, "\"routes\"", "must be a list");
@@ -127,12 +128,13 @@ absl::StatusOr<std::vector<RouteConfig>> ParseRouteConfig(absl::string_view text
     } else if (key == "default") {
       auto route = ParseRoute(value, file_name, "\"default\"", true, base);
       if (!route.ok()) return route.status();
-      routes.push_back(std::move(*route));
+      default_route = std::move(*route);
     } else {
       return RouteError(file_name, "top level",
                         absl::StrCat("unknown field \"", key, "\" (expected routes, default)"));
     }
   }
+  if (default_route) routes.push_back(std::move(*default_route));
   if (routes.empty()) return RouteError(file_name, "top level", "no route and no default");
   return routes;
 }

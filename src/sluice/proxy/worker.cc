@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -26,9 +28,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "sluice/balancer/hash.h"
 #include "sluice/core/address.h"
+#include "sluice/core/clock.h"
 #include "sluice/core/log.h"
 #include "sluice/proxy/grpc_util.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::proxy {
 namespace {
@@ -74,7 +79,6 @@ grpc::StatusCode StatusOf(const Headers& headers) {
   return static_cast<grpc::StatusCode>(code);
 }
 
-
 class Connection;
 
 // One gRPC call: a client stream and, while an attempt is in progress, a backend stream.
@@ -92,6 +96,7 @@ struct Call {
   std::string path;
   absl::Time deadline = absl::InfiniteFuture();
   bool idempotent = false;
+  std::optional<uint64_t> hash_key;  // ring_hash's key, from --hash-header
 
   // Request bytes: req_buf holds stream offsets [req_base, req_base + size). While `retain`,
   // req_base stays 0 so another attempt can resend everything.
@@ -115,6 +120,7 @@ struct Call {
   bool resp_ended = false;
   bool resp_deferred = false;
 
+  client::Balancer* balancer = nullptr;  // the route's
   std::shared_ptr<client::Backend> backend;
   std::shared_ptr<client::Backend> previous_backend;
   BackendMetrics* backend_metrics = nullptr;
@@ -140,6 +146,7 @@ class Connection {
  public:
   Connection(bool upstream, int fd) : upstream_(upstream), fd_(fd) {}
   ~Connection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
     if (session_ != nullptr) nghttp2_session_del(session_);
     if (fd_ >= 0) close(fd_);
   }
@@ -148,6 +155,8 @@ class Connection {
   const bool upstream_;
   int fd_;
   SessionContext context_{nullptr, this};
+  SSL* ssl_ = nullptr;  // client connections with --tls-cert
+  bool handshaking_ = false;
   nghttp2_session* session_ = nullptr;
   std::string out_;
   size_t out_off_ = 0;
@@ -192,10 +201,10 @@ struct Inbox {
 
 class Worker::Impl {
  public:
-  Impl(int index, const ProxyOptions& options, client::Balancer* balancer, ProxyMetrics* metrics)
+  Impl(int index, const ProxyOptions& options, const Router* router, ProxyMetrics* metrics)
       : index_(index),
         options_(options),
-        balancer_(balancer),
+        router_(router),
         metrics_(metrics),
         inbox_(std::make_shared<Inbox>()) {}
 
@@ -240,6 +249,12 @@ class Worker::Impl {
   void Accept();
   void HandleEvent(Connection* conn, uint32_t events);
   void ReadFrom(Connection* conn);
+  void Handshake(Connection* conn);
+  // read/write, through TLS when the connection has it: bytes, 0 at EOF, or one of these.
+  static constexpr ssize_t kWouldBlock = -1;
+  static constexpr ssize_t kIoError = -2;
+  ssize_t RawRead(Connection* conn, uint8_t* buf, size_t len);
+  ssize_t RawWrite(Connection* conn, const char* data, size_t len);
   void Flush(Connection* conn);
   void FlushDirty();
   void MarkDirty(Connection* conn) {
@@ -295,7 +310,8 @@ class Worker::Impl {
 
   const int index_;
   const ProxyOptions options_;
-  client::Balancer* const balancer_;
+  const Router* const router_;
+  Clock& clock_ = SystemClock::Instance();
   ProxyMetrics* const metrics_;
   std::shared_ptr<Inbox> inbox_;
 
@@ -445,11 +461,11 @@ int Worker::Impl::EpollTimeoutMs() {
 
 void Worker::Impl::Run() {
   std::vector<epoll_event> events(128);
-  now_ = balancer_->clock().Now();
+  now_ = clock_.Now();
   for (;;) {
     const int n =
         epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), EpollTimeoutMs());
-    now_ = balancer_->clock().Now();
+    now_ = clock_.Now();
     // Expired calls first: a backend answering at the same instant must not win the race.
     ProcessTimers();
     for (int i = 0; i < n; ++i) {
@@ -614,6 +630,12 @@ void Worker::Impl::Accept() {
     }
     conn->peer_ = absl::StrCat(host, ":", port);
     conn->created_ = now_;
+    if (options_.tls_context != nullptr) {
+      conn->ssl_ = SSL_new(static_cast<SSL_CTX*>(options_.tls_context));
+      SSL_set_fd(conn->ssl_, fd);
+      SSL_set_accept_state(conn->ssl_);
+      conn->handshaking_ = true;
+    }
     nghttp2_session_server_new2(&conn->session_, server_callbacks_, &conn->context_,
                                 session_options_);
     const nghttp2_settings_entry settings[] = {
@@ -654,21 +676,74 @@ void Worker::Impl::HandleEvent(Connection* conn, uint32_t events) {
     MarkDirty(conn);
     return;
   }
+  if (conn->handshaking_) {
+    Handshake(conn);
+    if (conn->handshaking_ || conn->dead_) return;
+  }
   if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) ReadFrom(conn);
   if (!conn->dead_ && (events & EPOLLOUT) != 0) MarkDirty(conn);
 }
 
+void Worker::Impl::Handshake(Connection* conn) {
+  ERR_clear_error();
+  const int rc = SSL_do_handshake(conn->ssl_);
+  if (rc == 1) {
+    conn->handshaking_ = false;
+    SetEpollOut(conn, false);
+    MarkDirty(conn);  // our SETTINGS are waiting
+    return;
+  }
+  const int err = SSL_get_error(conn->ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    SetEpollOut(conn, err == SSL_ERROR_WANT_WRITE);
+    return;
+  }
+  char reason[256] = "closed";
+  if (unsigned long e = ERR_get_error()) ERR_error_string_n(e, reason, sizeof(reason));
+  metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+  LogWarning("sluice proxy: TLS handshake with client ", conn->peer_, " failed: ", reason);
+  MarkDead(conn, "TLS handshake failed");
+}
+
+ssize_t Worker::Impl::RawRead(Connection* conn, uint8_t* buf, size_t len) {
+  if (conn->ssl_ == nullptr) {
+    const ssize_t n = read(conn->fd_, buf, len);
+    if (n >= 0) return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? kWouldBlock : kIoError;
+  }
+  ERR_clear_error();
+  const int n = SSL_read(conn->ssl_, buf, static_cast<int>(len));
+  if (n > 0) return n;
+  const int err = SSL_get_error(conn->ssl_, n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return kWouldBlock;
+  return err == SSL_ERROR_ZERO_RETURN ? 0 : kIoError;
+}
+
+ssize_t Worker::Impl::RawWrite(Connection* conn, const char* data, size_t len) {
+  if (conn->ssl_ == nullptr) {
+    const ssize_t n = send(conn->fd_, data, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? kWouldBlock : kIoError;
+  }
+  ERR_clear_error();
+  const int n = SSL_write(conn->ssl_, data, static_cast<int>(std::min<size_t>(len, 1 << 30)));
+  if (n > 0) return n;
+  const int err = SSL_get_error(conn->ssl_, n);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return kWouldBlock;
+  return kIoError;
+}
+
 void Worker::Impl::ReadFrom(Connection* conn) {
-  // A few reads per event, so one busy connection cannot starve the others.
-  for (int round = 0; round < 4 && !conn->dead_; ++round) {
-    const ssize_t n = read(conn->fd_, read_buffer_.data(), read_buffer_.size());
+  // A few reads per event, so one busy connection cannot starve the others. TLS reads until
+  // the socket is dry: bytes OpenSSL has buffered would not wake epoll again.
+  for (int round = 0; (round < 4 || conn->ssl_ != nullptr) && !conn->dead_; ++round) {
+    const ssize_t n = RawRead(conn, read_buffer_.data(), read_buffer_.size());
     if (n == 0) {
       MarkDead(conn, "peer closed the connection");
       return;
     }
+    if (n == kWouldBlock) break;
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (errno == EINTR) continue;
       MarkDead(conn, absl::StrCat("read: ", strerror(errno)));
       return;
     }
@@ -686,7 +761,7 @@ void Worker::Impl::ReadFrom(Connection* conn) {
       MarkDirty(conn);
       break;
     }
-    if (static_cast<size_t>(n) < read_buffer_.size()) break;
+    if (conn->ssl_ == nullptr && static_cast<size_t>(n) < read_buffer_.size()) break;
   }
   MarkDirty(conn);
 }
@@ -701,7 +776,7 @@ void Worker::Impl::SetEpollOut(Connection* conn, bool on) {
 }
 
 void Worker::Impl::Flush(Connection* conn) {
-  if (conn->dead_ || conn->connecting_) return;
+  if (conn->dead_ || conn->connecting_ || conn->handshaking_) return;
   for (;;) {
     // Gather frames into one buffer, then one write: few, full writes are the cheap ones.
     while (conn->out_.size() - conn->out_off_ < options_.write_buffer_limit) {
@@ -715,11 +790,10 @@ void Worker::Impl::Flush(Connection* conn) {
       conn->out_.append(reinterpret_cast<const char*>(data), n);
     }
     if (conn->out_off_ == conn->out_.size()) break;
-    const ssize_t w = send(conn->fd_, conn->out_.data() + conn->out_off_,
-                           conn->out_.size() - conn->out_off_, MSG_NOSIGNAL);
+    const ssize_t w =
+        RawWrite(conn, conn->out_.data() + conn->out_off_, conn->out_.size() - conn->out_off_);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (errno == EINTR) continue;
+      if (w == kWouldBlock) break;
       MarkDead(conn, absl::StrCat("write: ", strerror(errno)));
       return;
     }
@@ -991,28 +1065,42 @@ void Worker::Impl::OnRequestHeaders(Call* call) {
       deadlines_.push({call->deadline, call->id});
     }
   }
-  call->idempotent = balancer_->IsIdempotent(call->path);
+  call->balancer = router_->ForPath(call->path);
+  if (call->balancer == nullptr) {
+    metrics_->rejected_requests_total.fetch_add(1, std::memory_order_relaxed);
+    RespondError(
+        call, grpc::StatusCode::UNIMPLEMENTED,
+        absl::StrCat("sluice proxy has no route for service '", ServiceOfPath(call->path), "'"),
+        false);
+    return;
+  }
+  call->idempotent = call->balancer->IsIdempotent(call->path);
+  if (!options_.hash_header.empty()) {
+    if (const std::string* key = FindHeader(h, options_.hash_header)) {
+      call->hash_key = HashCallKey(*key);
+    }
+  }
   StartAttempt(call);
 }
 
 void Worker::Impl::StartAttempt(Call* call) {
   absl::StatusOr<std::shared_ptr<client::Backend>> picked =
-      balancer_->Pick(call->deadline, std::nullopt, call->previous_backend.get(),
-                      /*fail_fast=*/true);
+      call->balancer->Pick(call->deadline, call->hash_key, call->previous_backend.get(),
+                           /*fail_fast=*/true);
   if (!picked.ok()) {
     if (call->attempts == 0 && !call->waited_for_endpoint &&
-        options_.pick_wait > absl::ZeroDuration() && balancer_->ReadyCount() == 0) {
+        options_.pick_wait > absl::ZeroDuration() && call->balancer->ReadyCount() == 0) {
       // Discovery has not reported anything yet (startup): wait a little, off this thread.
       call->waited_for_endpoint = true;
       std::shared_ptr<Inbox> inbox = inbox_;
       const uint64_t id = call->id;
-      balancer_->PickAsync(std::min(call->deadline, now_ + options_.pick_wait), std::nullopt,
-                           nullptr, /*fail_fast=*/false,
-                           [inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> r) {
-                             std::lock_guard<std::mutex> lock(inbox->mu);
-                             inbox->picks.emplace_back(id, std::move(r));
-                             inbox->Wake();
-                           });
+      call->balancer->PickAsync(std::min(call->deadline, now_ + options_.pick_wait), call->hash_key,
+                                nullptr, /*fail_fast=*/false,
+                                [inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> r) {
+                                  std::lock_guard<std::mutex> lock(inbox->mu);
+                                  inbox->picks.emplace_back(id, std::move(r));
+                                  inbox->Wake();
+                                });
       return;
     }
     RespondError(call, grpc::StatusCode::UNAVAILABLE, std::string(picked.status().message()),
@@ -1037,7 +1125,7 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   call->attempt_open = true;
   call->resp_headers_received = false;
   ++call->attempts;
-  balancer_->OnCallStarted(*call->backend);
+  call->balancer->OnCallStarted(*call->backend);
 
   Connection* up = UpstreamFor(call->backend->address());
   if (up == nullptr) {
@@ -1136,7 +1224,8 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   conn->connecting_ = rc != 0;
   conn->connected_ = rc == 0;
   conn->last_used_ = now_;
-  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context_, session_options_);
+  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context_,
+                              session_options_);
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window},
@@ -1317,13 +1406,13 @@ void Worker::Impl::OnUpstreamEnded(Call* call) {
 void Worker::Impl::FinishAttempt(Call* call, grpc::StatusCode code) {
   if (call->budget_retry) {
     // Also when the retry never got to start (no endpoint, client gone): the budget is shared.
-    balancer_->EndRetry();
+    call->balancer->EndRetry();
     call->budget_retry = false;
   }
   if (!call->attempt_open) return;
   call->attempt_open = false;
   const absl::Duration latency = now_ - call->attempt_start;
-  balancer_->OnCallFinished(*call->backend, code, latency);
+  call->balancer->OnCallFinished(*call->backend, code, latency);
   call->backend_metrics->Record(static_cast<int>(code), latency);
   call->previous_backend = std::move(call->backend);
   call->backend = nullptr;
@@ -1353,13 +1442,13 @@ void Worker::Impl::DetachUpstream(Call* call, uint32_t rst) {
 
 bool Worker::Impl::TryRetry(Call* call, grpc::StatusCode code, const std::string& message,
                             bool transparent) {
-  bool retry = call->down != nullptr && !call->resp_submitted && call->retain &&
-               call->req_base == 0 && call->attempts < balancer_->options().retry.max_attempts &&
-               now_ < call->deadline;
+  bool retry =
+      call->down != nullptr && !call->resp_submitted && call->retain && call->req_base == 0 &&
+      call->attempts < call->balancer->options().retry.max_attempts && now_ < call->deadline;
   if (retry && !transparent) {
     // Release the failed attempt's own budget first, then ask for this retry's.
     FinishAttempt(call, code);
-    retry = call->idempotent && balancer_->TryStartRetry();
+    retry = call->idempotent && call->balancer->TryStartRetry();
     call->budget_retry = retry;
   }
   if (!retry) {
@@ -1491,9 +1580,8 @@ void Worker::Impl::OnUpstreamConnectionLost(Connection* conn) {
 
 // ---- Worker ----
 
-Worker::Worker(int index, const ProxyOptions& options, client::Balancer* balancer,
-               ProxyMetrics* metrics)
-    : impl_(std::make_unique<Impl>(index, options, balancer, metrics)) {}
+Worker::Worker(int index, const ProxyOptions& options, const Router* router, ProxyMetrics* metrics)
+    : impl_(std::make_unique<Impl>(index, options, router, metrics)) {}
 
 Worker::~Worker() = default;
 

@@ -7,15 +7,16 @@
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/metrics.h"
 #include "sluice/proxy/proxy.h"
+#include "sluice/proxy/router.h"
 
 namespace sluice::proxy {
 
 // One event-loop thread: its own listener (SO_REUSEPORT), client connections, backend
-// connections and calls. Nothing in it is shared with other workers except the balancer (its
-// picker is lock-free) and the metrics (atomics).
+// connections and calls. Nothing in it is shared with other workers except the router's
+// balancers (their pickers are lock-free) and the metrics (atomics).
 class Worker {
  public:
-  Worker(int index, const ProxyOptions& options, client::Balancer* balancer, ProxyMetrics* metrics);
+  Worker(int index, const ProxyOptions& options, const Router* router, ProxyMetrics* metrics);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
