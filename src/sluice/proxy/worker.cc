@@ -323,6 +323,7 @@ class Worker::Impl {
 
   absl::Time now_;
   absl::Time next_scan_ = absl::InfinitePast();
+  absl::Time accept_paused_until_ = absl::InfinitePast();
   bool shutting_down_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();
   size_t downstream_count_ = 0;
@@ -555,6 +556,15 @@ void Worker::Impl::ProcessTimers() {
     RespondError(call, grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout)",
                  false);
   }
+  if (accept_paused_until_ != absl::InfinitePast() && now_ >= accept_paused_until_) {
+    accept_paused_until_ = absl::InfinitePast();
+    if (listen_fd_ >= 0) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kListenerTag;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    }
+  }
   // Connection housekeeping: a scan of every connection, so not on every loop pass.
   if (now_ < next_scan_ && !shutting_down_) return;
   next_scan_ = now_ + absl::Milliseconds(50);
@@ -608,7 +618,11 @@ void Worker::Impl::Accept() {
         accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        LogWarning("sluice proxy: accept: ", strerror(errno));
+        // Out of descriptors (EMFILE) and the like: the listener stays readable, so stop
+        // watching it for a moment instead of spinning on it.
+        LogWarning("sluice proxy: accept: ", strerror(errno), "; pausing accepts for 100 ms");
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accept_paused_until_ = now_ + absl::Milliseconds(100);
       }
       return;
     }
