@@ -216,13 +216,15 @@ class TestServiceBackend::Service final : public grpc::testing::TestService::Ser
 };
 
 absl::StatusOr<std::unique_ptr<TestServiceBackend>> TestServiceBackend::Start(
-    const std::string& ip, int max_concurrent_streams) {
+    const std::string& ip, int max_concurrent_streams,
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
   auto backend = std::unique_ptr<TestServiceBackend>(new TestServiceBackend());
   backend->service_ =
       std::make_unique<Service>(backend->sent_, backend->cancelled_, backend->calls_);
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(ip + ":0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(ip + ":0", credentials ? credentials : grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(backend->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessage);
   builder.SetMaxSendMessageSize(kMaxMessage);

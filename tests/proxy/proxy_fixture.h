@@ -43,8 +43,10 @@ class ProxyProcess {
 class TestServiceBackend {
  public:
   // max_concurrent_streams > 0: the server's SETTINGS_MAX_CONCURRENT_STREAMS.
-  static absl::StatusOr<std::unique_ptr<TestServiceBackend>> Start(const std::string& ip,
-                                                                   int max_concurrent_streams = 0);
+  // credentials: the server's (TLS); null: insecure.
+  static absl::StatusOr<std::unique_ptr<TestServiceBackend>> Start(
+      const std::string& ip, int max_concurrent_streams = 0,
+      std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~TestServiceBackend();
   const std::string& address() const { return address_; }
   int64_t messages_sent() const { return sent_->load(); }

@@ -920,12 +920,12 @@ TEST(ProxyRoutingTest, ConfigFileRoutesEachServiceToItsOwnTarget) {
   RemoveTree(dir);
 }
 
-TEST(ProxyTlsTest, ServesGrpcOverTlsWithAlpnH2) {
+TEST(ProxyTlsTest, TlsToClientsAndToBackendsWithAlpnH2) {
   const std::string dir = MakeTempDir("tls");
   auto openssl = ChildProcess::Start(
       {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-       "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout",
-       dir + "/key.pem", "-out", dir + "/cert.pem"},
+       "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.11",
+       "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem"},
       {}, dir + "/openssl.log");
   ASSERT_TRUE(openssl.ok());
   auto made = openssl->Wait(absl::Seconds(30));
@@ -957,6 +957,45 @@ TEST(ProxyTlsTest, ServesGrpcOverTlsWithAlpnH2) {
   EXPECT_FALSE(SayHello(*plain, "plain", &reply, absl::Seconds(2)).ok());
   EXPECT_TRUE(SayHello(*stub, "tls-again", &reply).ok());
   EXPECT_TRUE(absl::StrContains((*proxy)->process().ReadLog(), "TLS handshake with client"));
+
+  // TLS towards backends too: verified against the CA, ALPN h2.
+  std::ifstream key_file(dir + "/key.pem");
+  std::stringstream key;
+  key << key_file.rdbuf();
+  grpc::SslServerCredentialsOptions server_ssl;
+  server_ssl.pem_key_cert_pairs.push_back({key.str(), cert.str()});
+  auto tls_backend =
+      TestServiceBackend::Start("127.0.0.11", 0, grpc::SslServerCredentials(server_ssl));
+  ASSERT_TRUE(tls_backend.ok());
+  auto to_tls =
+      ProxyProcess::Start((*tls_backend)->address(), {"--backend-tls-ca", dir + "/cert.pem"});
+  ASSERT_TRUE(to_tls.ok()) << to_tls.status();
+  auto test_stub = TestService::NewStub((*to_tls)->Channel());
+  for (int i = 0; i < 5; ++i) {
+    grpc::ClientContext context;
+    grpc::testing::SimpleRequest request;
+    request.set_response_size(100000);
+    grpc::testing::SimpleResponse response;
+    grpc::Status status = test_stub->UnaryCall(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.payload().body().size(), 100000u);
+  }
+  EXPECT_EQ((*tls_backend)->calls(), 5);
+  // A backend whose certificate does not name its address is refused: the call fails.
+  auto wrong = TestServiceBackend::Start("127.0.0.12", 0, grpc::SslServerCredentials(server_ssl));
+  ASSERT_TRUE(wrong.ok());
+  auto to_wrong = ProxyProcess::Start((*wrong)->address(), {"--backend-tls-ca", dir + "/cert.pem"});
+  ASSERT_TRUE(to_wrong.ok()) << to_wrong.status();
+  {
+    auto wrong_stub = TestService::NewStub((*to_wrong)->Channel());
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(10)));
+    grpc::testing::Empty empty;
+    EXPECT_EQ(wrong_stub->EmptyCall(&context, empty, &empty).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ((*wrong)->calls(), 0);
+    EXPECT_TRUE(absl::StrContains((*to_wrong)->process().ReadLog(), "TLS handshake with backend"));
+  }
 
   // A key that does not exist is refused at start.
   auto bad = ChildProcess::Start({BuiltBinary("bin/sluice"), "proxy", "--target", "127.0.0.11:1",

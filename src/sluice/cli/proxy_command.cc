@@ -30,6 +30,7 @@ struct ProxyFlags {
   std::string tls_cert;
   std::string tls_key;
   std::string hash_header;
+  std::string backend_tls_ca;
   std::string policy = "round_robin";
   std::string policy_config;
   int workers = 1;
@@ -88,6 +89,7 @@ int RunProxy(const ProxyFlags& flags) {
   options.retry_buffer_limit = flags.retry_buffer;
   options.tls_cert_file = flags.tls_cert;
   options.tls_key_file = flags.tls_key;
+  options.backend_tls_ca_file = flags.backend_tls_ca;
   options.hash_header = absl::AsciiStrToLower(flags.hash_header);
   if (!ParseDurationFlag(flags.max_connection_age, &options.max_connection_age)) {
     return UsageError("--max-connection-age: not a duration: " + flags.max_connection_age);
@@ -182,6 +184,8 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--tls-cert", flags->tls_cert,
                   "Serve clients over TLS (ALPN h2) with this PEM certificate chain");
   cmd->add_option("--tls-key", flags->tls_key, "...and this PEM private key");
+  cmd->add_option("--backend-tls-ca", flags->backend_tls_ca,
+                  "Reach backends over TLS (ALPN h2), verifying them against this PEM CA bundle");
   cmd->add_option("--policy", flags->policy,
                   "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
                   "ring_hash")

@@ -57,6 +57,22 @@ absl::StatusOr<SSL_CTX*> MakeServerTlsContext(const std::string& cert, const std
   return ctx;
 }
 
+absl::StatusOr<SSL_CTX*> MakeBackendTlsContext(const std::string& ca_file) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
+    SSL_CTX_free(ctx);
+    return absl::InvalidArgumentError(
+        absl::StrCat("--backend-tls-ca ", ca_file, ": cannot load: ", OpenSslError()));
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  SSL_CTX_set_alpn_protos(ctx, kH2, sizeof(kH2));
+  return ctx;
+}
+
 }  // namespace
 
 Proxy::Proxy(ProxyOptions options, const Router* router)
@@ -86,6 +102,12 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
     if (!tls.ok()) return tls.status();
     proxy->tls_context_ = *tls;
     proxy->options_.tls_context = *tls;
+  }
+  if (!options.backend_tls_ca_file.empty()) {
+    absl::StatusOr<SSL_CTX*> tls = MakeBackendTlsContext(options.backend_tls_ca_file);
+    if (!tls.ok()) return tls.status();
+    proxy->backend_tls_context_ = *tls;
+    proxy->options_.backend_tls_context = *tls;
   }
   int port = listen->port;
   for (int i = 0; i < options.workers; ++i) {
@@ -117,6 +139,7 @@ Proxy::~Proxy() {
   Shutdown(absl::ZeroDuration());
   workers_.clear();  // their connections hold SSL objects of the context
   if (tls_context_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(tls_context_));
+  if (backend_tls_context_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(backend_tls_context_));
 }
 
 }  // namespace sluice::proxy

@@ -52,6 +52,10 @@ struct ProxyOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   void* tls_context = nullptr;
+  // TLS towards backends (ALPN h2), verifying their certificates against this PEM CA bundle;
+  // empty: plain HTTP/2. Loaded into backend_tls_context (an SSL_CTX*, owned by the proxy).
+  std::string backend_tls_ca_file;
+  void* backend_tls_context = nullptr;
 };
 
 class Worker;
@@ -84,7 +88,8 @@ class Proxy {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
-  void* tls_context_ = nullptr;  // SSL_CTX*, when serving TLS
+  void* tls_context_ = nullptr;          // SSL_CTX*, when serving TLS
+  void* backend_tls_context_ = nullptr;  // SSL_CTX*, when backends speak TLS
 };
 
 }  // namespace sluice::proxy

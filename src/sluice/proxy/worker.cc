@@ -8,6 +8,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -250,6 +251,7 @@ class Worker::Impl {
   void HandleEvent(Connection* conn, uint32_t events);
   void ReadFrom(Connection* conn);
   void Handshake(Connection* conn);
+  void StartBackendTls(Connection* conn);
   // read/write, through TLS when the connection has it: bytes, 0 at EOF, or one of these.
   static constexpr ssize_t kWouldBlock = -1;
   static constexpr ssize_t kIoError = -2;
@@ -323,6 +325,7 @@ class Worker::Impl {
 
   absl::Time now_;
   absl::Time next_scan_ = absl::InfinitePast();
+  absl::Time accept_paused_until_ = absl::InfinitePast();
   bool shutting_down_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();
   size_t downstream_count_ = 0;
@@ -555,6 +558,15 @@ void Worker::Impl::ProcessTimers() {
     RespondError(call, grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout)",
                  false);
   }
+  if (accept_paused_until_ != absl::InfinitePast() && now_ >= accept_paused_until_) {
+    accept_paused_until_ = absl::InfinitePast();
+    if (listen_fd_ >= 0) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kListenerTag;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    }
+  }
   // Connection housekeeping: a scan of every connection, so not on every loop pass.
   if (now_ < next_scan_ && !shutting_down_) return;
   next_scan_ = now_ + absl::Milliseconds(50);
@@ -608,7 +620,11 @@ void Worker::Impl::Accept() {
         accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        LogWarning("sluice proxy: accept: ", strerror(errno));
+        // Out of descriptors (EMFILE) and the like: the listener stays readable, so stop
+        // watching it for a moment instead of spinning on it.
+        LogWarning("sluice proxy: accept: ", strerror(errno), "; pausing accepts for 100 ms");
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accept_paused_until_ = now_ + absl::Milliseconds(100);
       }
       return;
     }
@@ -672,6 +688,10 @@ void Worker::Impl::HandleEvent(Connection* conn, uint32_t events) {
     }
     if ((events & EPOLLOUT) == 0) return;
     conn->connecting_ = false;
+    if (options_.backend_tls_context != nullptr) {
+      StartBackendTls(conn);  // connected_ once the handshake is done
+      return;
+    }
     conn->connected_ = true;
     MarkDirty(conn);
     return;
@@ -684,10 +704,39 @@ void Worker::Impl::HandleEvent(Connection* conn, uint32_t events) {
   if (!conn->dead_ && (events & EPOLLOUT) != 0) MarkDirty(conn);
 }
 
+void Worker::Impl::StartBackendTls(Connection* conn) {
+  conn->ssl_ = SSL_new(static_cast<SSL_CTX*>(options_.backend_tls_context));
+  SSL_set_fd(conn->ssl_, conn->fd_);
+  SSL_set_connect_state(conn->ssl_);
+  absl::StatusOr<HostPort> hp = ParseHostPort(conn->address_);
+  if (hp.ok()) {
+    // The certificate must name the address discovery gave: its IP, or its host name (+SNI).
+    if (IsIpLiteral(hp->host)) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl_), hp->host.c_str());
+    } else {
+      SSL_set1_host(conn->ssl_, hp->host.c_str());
+      SSL_set_tlsext_host_name(conn->ssl_, hp->host.c_str());
+    }
+  }
+  conn->handshaking_ = true;
+  Handshake(conn);
+}
+
 void Worker::Impl::Handshake(Connection* conn) {
   ERR_clear_error();
   const int rc = SSL_do_handshake(conn->ssl_);
   if (rc == 1) {
+    if (conn->upstream()) {
+      const unsigned char* alpn = nullptr;
+      unsigned int alpn_len = 0;
+      SSL_get0_alpn_selected(conn->ssl_, &alpn, &alpn_len);
+      if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
+        LogWarning("sluice proxy: backend ", conn->address_, " did not agree to ALPN h2");
+        MarkDead(conn, "no ALPN h2");
+        return;
+      }
+      conn->connected_ = true;
+    }
     conn->handshaking_ = false;
     SetEpollOut(conn, false);
     MarkDirty(conn);  // our SETTINGS are waiting
@@ -701,7 +750,8 @@ void Worker::Impl::Handshake(Connection* conn) {
   char reason[256] = "closed";
   if (unsigned long e = ERR_get_error()) ERR_error_string_n(e, reason, sizeof(reason));
   metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
-  LogWarning("sluice proxy: TLS handshake with client ", conn->peer_, " failed: ", reason);
+  LogWarning("sluice proxy: TLS handshake with ", conn->upstream() ? "backend " : "client ",
+             conn->peer_, " failed: ", reason);
   MarkDead(conn, "TLS handshake failed");
 }
 
@@ -1221,8 +1271,9 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   conn->context_.impl = this;
   conn->address_ = address;
   conn->peer_ = address;
-  conn->connecting_ = rc != 0;
-  conn->connected_ = rc == 0;
+  // With TLS, even an immediate connect goes through the EPOLLOUT path, which starts TLS.
+  conn->connecting_ = rc != 0 || options_.backend_tls_context != nullptr;
+  conn->connected_ = !conn->connecting_;
   conn->last_used_ = now_;
   nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context_,
                               session_options_);
