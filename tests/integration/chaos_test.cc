@@ -28,6 +28,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -112,12 +113,13 @@ class RegistryLog {
     return removals_;
   }
 
-  // How long `address` had been out of the registry when a call to it started at `start`, if it
-  // was out for longer than `bound` and did not come back within `bound` after the start (the
-  // callers' own watches may see a registration a little before this one does). Answers from
-  // what has been seen so far, so a call can be checked again at the end.
+  // How long `address` had been out of the registry when a call answered by it started at
+  // `start`, if it was out for longer than `bound` then and did not come back before the call
+  // ended at `end` (a retry may go to a backend that registered again meanwhile; the callers'
+  // own watches may see a registration up to `bound` before this one does). Answers from what
+  // has been seen so far, so a call can be checked again at the end.
   std::optional<absl::Duration> OutOfRegistry(const std::string& address, absl::Time start,
-                                              absl::Duration bound) {
+                                              absl::Time end, absl::Duration bound) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = events_.find(address);
     if (it == events_.end()) return absl::InfiniteDuration();
@@ -125,8 +127,8 @@ class RegistryLog {
     for (const Event& event : it->second) {
       if (event.at <= start - bound) {
         before = event;
-      } else if (event.at <= start + bound) {
-        return std::nullopt;  // registered at some point within the bound around the start
+      } else if (event.at <= end + bound) {
+        return std::nullopt;  // registered at some point while the call was in flight
       }
     }
     if (!before.has_value()) return absl::InfiniteDuration();
@@ -155,14 +157,15 @@ struct Failure {
 struct LateAnswer {
   std::string backend;
   absl::Time start;
+  absl::Time end;
 };
 
 // One caller: threads calling SayHello back to back, keeping only counts, failures and answers
 // that look late (so memory stays flat however long the run).
 class Caller {
  public:
-  // Makes one call with the given deadline; fills the reply.
-  using CallFn = std::function<grpc::Status(absl::Time deadline, HelloReply* reply)>;
+  // Makes one call with a deadline kCallDeadline from now; fills the reply.
+  using CallFn = std::function<grpc::Status(HelloReply* reply)>;
 
   Caller(std::string name, CallFn call, RegistryLog& registry)
       : name_(std::move(name)), call_(std::move(call)), registry_(registry) {}
@@ -190,17 +193,18 @@ class Caller {
     while (!stop_.load()) {
       HelloReply reply;
       absl::Time start = absl::Now();
-      grpc::Status status = call_(start + kCallDeadline, &reply);
+      grpc::Status status = call_(&reply);
       absl::Time end = absl::Now();
       if (status.ok()) {
         ok_.fetch_add(1);
         size_t at = reply.message().rfind("I am ");
         std::string backend = at == std::string::npos ? "?" : reply.message().substr(at + 5);
-        bool suspect = registry_.OutOfRegistry(backend, start, Scaled(absl::Milliseconds(100)))
-                           .has_value();
+        bool suspect =
+            registry_.OutOfRegistry(backend, start, end, Scaled(absl::Milliseconds(100)))
+                .has_value();
         std::lock_guard<std::mutex> lock(mu_);
         ++by_backend_[backend];
-        if (suspect && suspects_.size() < 1000) suspects_.push_back({backend, start});
+        if (suspect && suspects_.size() < 1000) suspects_.push_back({backend, start, end});
       } else {
         std::lock_guard<std::mutex> lock(mu_);
         if (failures_.size() < 100000) {
@@ -327,15 +331,20 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   options.target = target_;
   options.retry.idempotent_methods = {"/Greeter/SayHello"};
   options.retry.attempt_timeout = kAttemptTimeout;
+  // Enough attempts to outlast the deadline (2 s / 300 ms): a caller that wants its calls to ride
+  // out paused backends lets the deadline, not the attempt count, end them.
+  options.retry.max_attempts = 10;
   auto balancer = client::Balancer::Create(options);
   ASSERT_TRUE(balancer.ok()) << balancer.status();
   ASSERT_TRUE((*balancer)->WaitForReady(kBackends, absl::Seconds(10)));
   HelloRequest request;
   request.set_name("chaos");
-  Caller library("library", [&](absl::Time deadline, HelloReply* reply) {
+  Caller library("library", [&](HelloReply* reply) {
     client::CallOptions call;
     call.method = "/Greeter/SayHello";
-    call.deadline = deadline;
+    // On the balancer's clock (monotonic), not absl::Now(): a wall-clock time there is decades
+    // ahead of it, so the call would have no deadline at all.
+    call.deadline = (*balancer)->clock().Now() + kCallDeadline;
     return client::UnaryCall(**balancer, &Greeter::Stub::SayHello, call, request, reply);
   }, registry);
 
@@ -344,9 +353,9 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   auto proxy_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", proxy_port),
                                            grpc::InsecureChannelCredentials());
   auto proxy_stub = Greeter::NewStub(proxy_channel);
-  Caller via_proxy("proxy", [&](absl::Time deadline, HelloReply* reply) {
+  Caller via_proxy("proxy", [&](HelloReply* reply) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(deadline));
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
     return proxy_stub->SayHello(&context, request, reply);
   }, registry);
   {
@@ -491,15 +500,22 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   // Why each failed call failed, from what the chaos did while it was in flight.
   const absl::Duration slack = Scaled(absl::Milliseconds(500));
   auto cause_of = [&](const Failure& f) -> std::string {
+    const absl::Time deadline = f.start + kCallDeadline;
     for (const Interval& all : chaos.all_paused) {
+      if (!all.Overlaps(f.start, f.end)) continue;
       // Its own deadline passed while every backend was paused (or within `slack` of their
       // resuming, while they registered again).
-      if (f.end >= all.from && f.end <= all.to + slack && f.start + kCallDeadline >= all.from) {
+      if (f.end >= deadline - absl::Milliseconds(20) && deadline >= all.from &&
+          deadline <= all.to + slack) {
         return "deadline passed while every backend was paused";
       }
+      return "gave up before its deadline while every backend was paused";
     }
     for (const Interval& pause : chaos.pauses) {
-      if (pause.Overlaps(f.start, f.end)) return "in flight while a backend was SIGSTOPped";
+      // A paused backend answers nothing: the call waits out its deadline.
+      if (pause.Overlaps(f.start, f.end) && f.code == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        return "DEADLINE_EXCEEDED while a backend was SIGSTOPped";
+      }
     }
     for (absl::Time kill : chaos.kills) {
       if (kill >= f.start - absl::Milliseconds(100) && kill <= f.end) {
@@ -542,7 +558,8 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
 
     // Answers that looked late when they arrived, judged again with every registration seen.
     for (const LateAnswer& late : caller->suspects()) {
-      auto out = registry.OutOfRegistry(late.backend, late.start, Scaled(absl::Milliseconds(100)));
+      auto out = registry.OutOfRegistry(late.backend, late.start, late.end,
+                                        Scaled(absl::Milliseconds(100)));
       if (!out.has_value()) continue;
       ++late_total;
       ADD_FAILURE() << caller->name() << ": call started at " << At(late.start, t0)
@@ -575,7 +592,9 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   EXPECT_LT(rss_proxy_end, rss_proxy_start * 3 / 2 + 20 * 1024) << "proxy memory grew";
   EXPECT_LT(rss_self_end, rss_self_start * 3 / 2 + 20 * 1024) << "library caller memory grew";
 
-  if (HasFailure()) {
+  // The timeline, to match failures with actions (every action of a default run; in a long run
+  // only when something failed).
+  if (HasFailure() || !long_run) {
     for (const std::string& line : chaos.lines) Report(absl::StrCat("  ", line));
   }
   Report(absl::StrCat("run took ", absl::FormatDuration(stopped_at - t0)));
