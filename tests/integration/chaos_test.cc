@@ -7,6 +7,7 @@
 //
 // SLUICE_CHAOS_SEED overrides the seed, SLUICE_CHAOS_SECONDS the length of the run (100 s;
 // SLUICE_LONG_TESTS=1: 600 s).
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -24,8 +25,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -199,9 +198,8 @@ class Caller {
         ok_.fetch_add(1);
         size_t at = reply.message().rfind("I am ");
         std::string backend = at == std::string::npos ? "?" : reply.message().substr(at + 5);
-        bool suspect =
-            registry_.OutOfRegistry(backend, start, end, Scaled(absl::Milliseconds(100)))
-                .has_value();
+        bool suspect = registry_.OutOfRegistry(backend, start, end, Scaled(absl::Milliseconds(100)))
+                           .has_value();
         std::lock_guard<std::mutex> lock(mu_);
         ++by_backend_[backend];
         if (suspect && suspects_.size() < 1000) suspects_.push_back({backend, start, end});
@@ -235,12 +233,12 @@ struct Interval {
 };
 
 struct ChaosLog {
-  std::vector<std::string> lines;           // every action, for the report on failure
-  std::map<std::string, int> counts;        // by action
-  std::vector<Interval> pauses;             // one backend SIGSTOPped
-  std::vector<absl::Time> kills;            // kill -9
-  std::vector<absl::Time> graceful_stops;   // SIGTERM
-  std::vector<Interval> all_paused;         // every backend paused at once
+  std::vector<std::string> lines;          // every action, for the report on failure
+  std::map<std::string, int> counts;       // by action
+  std::vector<Interval> pauses;            // one backend SIGSTOPped
+  std::vector<absl::Time> kills;           // kill -9
+  std::vector<absl::Time> graceful_stops;  // SIGTERM
+  std::vector<Interval> all_paused;        // every backend paused at once
 };
 
 enum class State { kRunning, kPaused, kStopped };
@@ -267,12 +265,18 @@ class ChaosTest : public ::testing::Test {
 
   bool StartBackend(Slot& slot) {
     std::vector<std::string> argv = {BuiltBinary("bin/greeter_server"),
-                                     "--ip", slot.ip,
-                                     "--port", std::to_string(slot.port),
-                                     "--etcd", etcd_.endpoint(),
-                                     "--service", kService,
-                                     "--ttl", std::to_string(kTtlSeconds),
-                                     "--grace", kGrace,
+                                     "--ip",
+                                     slot.ip,
+                                     "--port",
+                                     std::to_string(slot.port),
+                                     "--etcd",
+                                     etcd_.endpoint(),
+                                     "--service",
+                                     kService,
+                                     "--ttl",
+                                     std::to_string(kTtlSeconds),
+                                     "--grace",
+                                     kGrace,
                                      "--quiet"};
     auto child = ChildProcess::Start(
         argv, {}, absl::StrCat(log_dir_, "/greeter-", slot.ip, "-", ++slot.starts, ".log"));
@@ -339,25 +343,31 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   ASSERT_TRUE((*balancer)->WaitForReady(kBackends, absl::Seconds(10)));
   HelloRequest request;
   request.set_name("chaos");
-  Caller library("library", [&](HelloReply* reply) {
-    client::CallOptions call;
-    call.method = "/Greeter/SayHello";
-    // On the balancer's clock (monotonic), not absl::Now(): a wall-clock time there is decades
-    // ahead of it, so the call would have no deadline at all.
-    call.deadline = (*balancer)->clock().Now() + kCallDeadline;
-    return client::UnaryCall(**balancer, &Greeter::Stub::SayHello, call, request, reply);
-  }, registry);
+  Caller library(
+      "library",
+      [&](HelloReply* reply) {
+        client::CallOptions call;
+        call.method = "/Greeter/SayHello";
+        // On the balancer's clock (monotonic), not absl::Now(): a wall-clock time there is decades
+        // ahead of it, so the call would have no deadline at all.
+        call.deadline = (*balancer)->clock().Now() + kCallDeadline;
+        return client::UnaryCall(**balancer, &Greeter::Stub::SayHello, call, request, reply);
+      },
+      registry);
 
   // Caller 2: a plain gRPC client of the proxy, no retries of its own, so every failure it sees
   // is the proxy's.
   auto proxy_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", proxy_port),
                                            grpc::InsecureChannelCredentials());
   auto proxy_stub = Greeter::NewStub(proxy_channel);
-  Caller via_proxy("proxy", [&](HelloReply* reply) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
-    return proxy_stub->SayHello(&context, request, reply);
-  }, registry);
+  Caller via_proxy(
+      "proxy",
+      [&](HelloReply* reply) {
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
+        return proxy_stub->SayHello(&context, request, reply);
+      },
+      registry);
   {
     HelloReply reply;
     grpc::Status first;
@@ -369,7 +379,8 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
           return first.ok();
         },
         absl::Seconds(10)))
-        << first.error_message() << "\n" << proxy->ReadLog();
+        << first.error_message() << "\n"
+        << proxy->ReadLog();
   }
 
   library.Start();
@@ -448,8 +459,8 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
     }
     // Restart more often when few run, so the population neither dies out nor stays full.
     bool can_take = running.size() >= 2;  // at least one backend keeps running
-    bool restart = !stopped.empty() &&
-                   (!can_take || std::uniform_int_distribution<int>(0, 99)(rng) < 40);
+    bool restart =
+        !stopped.empty() && (!can_take || std::uniform_int_distribution<int>(0, 99)(rng) < 40);
     if (restart) {
       Slot& slot = *stopped[std::uniform_int_distribution<size_t>(0, stopped.size() - 1)(rng)];
       note("restart", &slot);
@@ -494,7 +505,8 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   absl::SleepFor(absl::Milliseconds(500));
 
   std::string actions;
-  for (const auto& [action, count] : chaos.counts) absl::StrAppend(&actions, " ", action, "=", count);
+  for (const auto& [action, count] : chaos.counts)
+    absl::StrAppend(&actions, " ", action, "=", count);
   Report(absl::StrCat("chaos actions:", actions, "; registry removals seen=", registry.removals()));
 
   // Why each failed call failed, from what the chaos did while it was in flight.
