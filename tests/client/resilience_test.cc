@@ -200,6 +200,27 @@ TEST(RetryTest, AServerCancelledIdempotentCallIsRetriedElsewhere) {
   EXPECT_EQ(cancelled, 3);  // round robin: every third call reaches the cancelling backend
 }
 
+TEST(RetryTest, ACallWhoseAttemptsAllTimeOutBeforeItsDeadlineEndsUnavailable) {
+  // Every backend stalls. The call gives up after max_attempts short attempts, long before its
+  // own deadline: DEADLINE_EXCEEDED would tell the caller its deadline was too short.
+  Fixture fixture(2);
+  for (auto& backend : fixture.backends) backend->set_delay(absl::Seconds(3));
+  client::BalancerOptions options;
+  options.target = fixture.target;
+  options.retry.idempotent_methods = {"/Greeter/SayHello"};
+  options.retry.attempt_timeout = absl::Milliseconds(200);
+  options.retry.max_attempts = 2;
+  options.outlier_detection.enabled = false;
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE((*balancer)->WaitForReady(2, absl::Seconds(10)));
+  const absl::Time start = absl::Now();
+  grpc::Status status = SayHello(**balancer, absl::Seconds(5));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "attempt_timeout")) << status.error_message();
+}
+
 TEST(RetryTest, AnAttemptTimeoutMovesIdempotentCallsOffAStalledBackend) {
   // One backend accepts calls but takes 3 s to answer (a paused or wedged process).
   Fixture fixture(3);

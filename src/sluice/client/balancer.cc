@@ -78,6 +78,17 @@ bool AttemptTimedOut(const grpc::Status& status, absl::Time attempt_deadline,
          attempt_deadline < call_deadline;
 }
 
+// The status a call ends with when its last attempt ran out of retry.attempt_timeout: the call's
+// own deadline has not passed, so DEADLINE_EXCEEDED would tell the caller its deadline was too
+// short; the backend gave no answer in time, which is UNAVAILABLE.
+grpc::Status AttemptTimeoutStatus(const Backend& backend, const RetryOptions& retry,
+                                  int attempts) {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      absl::StrCat(backend.address(), " gave no answer within attempt_timeout (",
+                                   absl::FormatDuration(retry.attempt_timeout), "); ", attempts,
+                                   " attempt(s) made, before the call's deadline"));
+}
+
 std::string ServiceNameOf(const discovery::Target& target) {
   if (target.scheme == discovery::Target::Scheme::kEtcd) {
     std::vector<absl::string_view> parts = absl::StrSplit(target.prefix, '/', absl::SkipEmpty());
@@ -797,6 +808,7 @@ grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) 
     if (status.ok() || !Retryable(status, idempotent, timed_out) ||
         attempt_number >= options_.retry.max_attempts || options_.clock->Now() >= deadline ||
         !TryStartRetry()) {
+      if (timed_out) status = AttemptTimeoutStatus(backend, options_.retry, attempt_number);
       break;
     }
     retrying = true;
@@ -865,6 +877,9 @@ struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
     if (status.ok() || !Retryable(status, balancer->IsIdempotent(options.method), timed_out) ||
         attempt_number >= balancer->options().retry.max_attempts ||
         balancer->clock().Now() >= deadline || !balancer->TryStartRetry()) {
+      if (timed_out) {
+        status = AttemptTimeoutStatus(*backend, balancer->options().retry, attempt_number);
+      }
       Finish(std::move(status));
       return;
     }

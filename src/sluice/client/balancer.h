@@ -156,7 +156,9 @@ struct BackendInfo {
 struct CallOptions {
   // The full method name, "/package.Service/Method": decides idempotent retries.
   std::string method;
-  // The call's deadline; retries never extend it. Infinite: now + default_timeout.
+  // The call's deadline; retries never extend it. Infinite: now + default_timeout. A time on
+  // Balancer::clock() (monotonic: clock().Now() + timeout), not absl::Now(): a wall-clock time
+  // lies decades past the monotonic clock, so the call would in effect have no deadline.
   absl::Time deadline = absl::InfiniteFuture();
   // For ring_hash: the value to hash (a user id, a header value).
   std::optional<std::string> hash_key;
