@@ -751,9 +751,9 @@ TEST(ProxyResilienceTest, AttemptTimeoutRetriesAroundAStalledBackendAndEjectsIt)
 
   // One attempt only: the stalled backend's attempt ends UNAVAILABLE, naming it and the timeout,
   // long before the client's deadline.
-  auto single = ProxyProcess::Start(absl::StrCat("static://", backends[1]->address()),
-                                    {"--idempotent", "/Greeter/SayHello", "--attempt-timeout",
-                                     "200ms", "--max-attempts", "1"});
+  auto single = ProxyProcess::Start(
+      absl::StrCat("static://", backends[1]->address()),
+      {"--idempotent", "/Greeter/SayHello", "--attempt-timeout", "200ms", "--max-attempts", "1"});
   ASSERT_TRUE(single.ok()) << single.status();
   auto single_stub = Greeter::NewStub((*single)->Channel());
   const absl::Time start = absl::Now();

@@ -82,8 +82,8 @@ TEST(RouteConfigTest, ErrorsNameLineOrRouteAndReason) {
 
   for (const char* bad : {R"("soon")", "200", R"("-1s")"}) {
     auto timeout = ParseRouteConfig(
-        absl::StrCat(R"({"routes": [{"service": "a.A", "target": "x:1", "attempt_timeout": )",
-                     bad, "}]}"),
+        absl::StrCat(R"({"routes": [{"service": "a.A", "target": "x:1", "attempt_timeout": )", bad,
+                     "}]}"),
         "a.json", {});
     ASSERT_FALSE(timeout.ok()) << bad;
     EXPECT_TRUE(absl::StrContains(timeout.status().message(), "\"attempt_timeout\" must be"))

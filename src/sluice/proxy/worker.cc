@@ -1477,15 +1477,15 @@ void Worker::Impl::OnAttemptTimeout(Call* call) {
   call->attempt_deadline = absl::InfiniteFuture();
   // Past the point of resending (more request bytes than the retry buffer keeps), the attempt
   // may use the call's whole deadline, as for non-idempotent methods.
-  if (!call->attempt_open || call->up == nullptr || call->resp_headers_received ||
-      !call->retain || call->req_base != 0) {
+  if (!call->attempt_open || call->up == nullptr || call->resp_headers_received || !call->retain ||
+      call->req_base != 0) {
     return;
   }
   metrics_->attempt_timeouts_total.fetch_add(1, std::memory_order_relaxed);
-  const std::string message = absl::StrCat(
-      "backend ", call->backend->address(), " gave no answer within attempt timeout (",
-      absl::FormatDuration(call->balancer->options().retry.attempt_timeout), "); ",
-      call->attempts, " attempt(s) made");
+  const std::string message =
+      absl::StrCat("backend ", call->backend->address(), " gave no answer within attempt timeout (",
+                   absl::FormatDuration(call->balancer->options().retry.attempt_timeout), "); ",
+                   call->attempts, " attempt(s) made");
   LogDebug("sluice proxy: ", call->path, ": ", message);
   DetachUpstream(call, NGHTTP2_CANCEL);
   // UNAVAILABLE, not DEADLINE_EXCEEDED: it counts as the backend's failure for outlier
