@@ -713,6 +713,91 @@ TEST(ProxyResilienceTest, FailingBackendIsEjectedAndIdempotentCallsGoElsewhere) 
   EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 5);
 }
 
+TEST(ProxyResilienceTest, AttemptTimeoutRetriesAroundAStalledBackendAndEjectsIt) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok());
+    backends.push_back(std::move(*backend));
+  }
+  // Accepts calls, answers none in time: no status code gives it away, only a timer.
+  backends[1]->set_delay(absl::Seconds(3));
+  const std::string target = absl::StrCat("static://", backends[0]->address(), ",",
+                                          backends[1]->address(), ",", backends[2]->address());
+  auto proxy = ProxyProcess::Start(
+      target, {"--idempotent", "/Greeter/SayHello", "--attempt-timeout", "200ms"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  for (int i = 0; i < 30; ++i) {
+    const absl::Time start = absl::Now();
+    HelloReply reply;
+    grpc::Status status = SayHello(*stub, "x", &reply, absl::Seconds(5));
+    const absl::Duration took = absl::Now() - start;
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_NE(Replier(reply.message()), backends[1]->address());
+    EXPECT_LT(took, absl::Milliseconds(800)) << i;
+  }
+  // Its timed-out attempts count as failures: outlier detection ejected it.
+  const std::string listing = (*proxy)->Get("/backends").second;
+  EXPECT_TRUE(absl::StrContains(listing, "\"ejected\"")) << listing;
+  EXPECT_GE((*proxy)->Metric("sluice_proxy_attempt_timeouts_total"), 1);
+  EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 1);
+  const int64_t calls_at_ejection = backends[1]->calls();
+  for (int i = 0; i < 15; ++i) {
+    HelloReply reply;
+    ASSERT_TRUE(SayHello(*stub, "y", &reply, absl::Seconds(5)).ok());
+  }
+  EXPECT_EQ(backends[1]->calls(), calls_at_ejection);
+
+  // One attempt only: the stalled backend's attempt ends UNAVAILABLE, naming it and the timeout,
+  // long before the client's deadline.
+  auto single = ProxyProcess::Start(
+      absl::StrCat("static://", backends[1]->address()),
+      {"--idempotent", "/Greeter/SayHello", "--attempt-timeout", "200ms", "--max-attempts", "1"});
+  ASSERT_TRUE(single.ok()) << single.status();
+  auto single_stub = Greeter::NewStub((*single)->Channel());
+  const absl::Time start = absl::Now();
+  HelloReply reply;
+  grpc::Status status = SayHello(*single_stub, "z", &reply, absl::Seconds(5));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), backends[1]->address()))
+      << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "attempt timeout (200ms)"))
+      << status.error_message();
+}
+
+TEST(ProxyResilienceTest, AttemptTimeoutLeavesNonIdempotentMethodsAlone) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok());
+    backends.push_back(std::move(*backend));
+  }
+  backends[1]->set_delay(absl::Seconds(2));
+  auto proxy =
+      ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                       backends[1]->address(), ",", backends[2]->address()),
+                          {"--attempt-timeout", "200ms"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  // Round robin: within three calls one lands on the slow backend, which may not be cut short
+  // (the call could not be resent), so it waits for the answer.
+  bool slow_seen = false;
+  for (int i = 0; i < 3; ++i) {
+    const absl::Time start = absl::Now();
+    HelloReply reply;
+    grpc::Status status = SayHello(*stub, "x", &reply, absl::Seconds(5));
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    if (Replier(reply.message()) == backends[1]->address()) {
+      slow_seen = true;
+      EXPECT_GE(absl::Now() - start, absl::Milliseconds(1900));
+    }
+  }
+  EXPECT_TRUE(slow_seen);
+  EXPECT_EQ((*proxy)->Metric("sluice_proxy_attempt_timeouts_total"), 0);
+}
+
 TEST(ProxyRoutingTest, RingHashOnAHeaderKeepsAUserOnOneBackend) {
   std::vector<std::unique_ptr<GreeterBackend>> backends;
   for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
@@ -1024,6 +1109,8 @@ TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {
   EXPECT_EQ(run({"--target", "127.0.0.11:1", "--policy", "bogus"}), 2);
   EXPECT_EQ(run({"--target", "127.0.0.11:1", "--policy-config", "{not json"}), 2);
   EXPECT_EQ(run({"--target", "127.0.0.11:1", "--max-connection-age", "soon"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--attempt-timeout", "soon"}), 2);
+  EXPECT_EQ(run({"--target", "127.0.0.11:1", "--attempt-timeout", "-5ms"}), 2);
   // The port is taken: a runtime failure.
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};

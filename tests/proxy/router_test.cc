@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace sluice::proxy {
 namespace {
@@ -23,7 +24,8 @@ TEST(RouteConfigTest, ParsesRoutesAndDefaultOverBaseOptions) {
     "routes": [
       {"service": "helloworld.Greeter", "target": "static://127.0.0.11:1,127.0.0.12:1",
        "policy": "least_request", "policy_config": {"choice_count": 3},
-       "idempotent": ["/helloworld.Greeter/SayHello"], "max_attempts": 4}
+       "idempotent": ["/helloworld.Greeter/SayHello"], "max_attempts": 4,
+       "attempt_timeout": "250ms"}
     ],
     "default": {"target": "127.0.0.13:1"}
   })",
@@ -34,11 +36,13 @@ TEST(RouteConfigTest, ParsesRoutesAndDefaultOverBaseOptions) {
   EXPECT_EQ((*routes)[0].balancer.policy, "least_request");
   EXPECT_EQ((*routes)[0].balancer.policy_config["choice_count"], 3);
   EXPECT_EQ((*routes)[0].balancer.retry.max_attempts, 4);
+  EXPECT_EQ((*routes)[0].balancer.retry.attempt_timeout, absl::Milliseconds(250));
   EXPECT_EQ((*routes)[0].balancer.retry.idempotent_methods.size(), 1u);
   EXPECT_EQ((*routes)[1].service, "");
   EXPECT_EQ((*routes)[1].balancer.target, "127.0.0.13:1");
   EXPECT_EQ((*routes)[1].balancer.policy, "round_robin");  // from base
   EXPECT_EQ((*routes)[1].balancer.retry.max_attempts, 2);
+  EXPECT_EQ((*routes)[1].balancer.retry.attempt_timeout, absl::InfiniteDuration());
 
   auto router = Router::Create(std::move(*routes));
   ASSERT_TRUE(router.ok()) << router.status();
@@ -75,6 +79,16 @@ TEST(RouteConfigTest, ErrorsNameLineOrRouteAndReason) {
   auto unknown = ParseRouteConfig(R"({"routes": [], "rutes": []})", "u.json", {});
   ASSERT_FALSE(unknown.ok());
   EXPECT_TRUE(absl::StrContains(unknown.status().message(), "unknown field \"rutes\""));
+
+  for (const char* bad : {R"("soon")", "200", R"("-1s")"}) {
+    auto timeout = ParseRouteConfig(
+        absl::StrCat(R"({"routes": [{"service": "a.A", "target": "x:1", "attempt_timeout": )", bad,
+                     "}]}"),
+        "a.json", {});
+    ASSERT_FALSE(timeout.ok()) << bad;
+    EXPECT_TRUE(absl::StrContains(timeout.status().message(), "\"attempt_timeout\" must be"))
+        << timeout.status();
+  }
 
   auto twice = ParseRouteConfig(
       R"({"routes": [{"service": "a.A", "target": "x:1"}, {"service": "a.A", "target": "y:1"}]})",

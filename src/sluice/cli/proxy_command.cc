@@ -37,6 +37,7 @@ struct ProxyFlags {
   std::string admin;
   std::vector<std::string> idempotent;
   int max_attempts = 3;
+  std::string attempt_timeout = "inf";
   double retry_budget_ratio = 0.2;
   int retry_budget_min = 3;
   uint32_t max_concurrent_streams = 1000;
@@ -76,6 +77,9 @@ int RunProxy(const ProxyFlags& flags) {
   balancer_options.retry.max_attempts = flags.max_attempts;
   balancer_options.retry.budget_ratio = flags.retry_budget_ratio;
   balancer_options.retry.budget_min = flags.retry_budget_min;
+  if (!ParseDurationFlag(flags.attempt_timeout, &balancer_options.retry.attempt_timeout)) {
+    return UsageError("--attempt-timeout: not a duration: " + flags.attempt_timeout);
+  }
   // The proxy carries calls on its own HTTP/2 connections; the balancer only picks.
   balancer_options.manage_channels = false;
   balancer_options.fail_fast = true;
@@ -204,6 +208,11 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--max-attempts", flags->max_attempts, "Attempts per call, the first included")
       ->capture_default_str()
       ->check(CLI::Range(1, 10));
+  cmd->add_option("--attempt-timeout", flags->attempt_timeout,
+                  "Idempotent methods: an attempt the backend has not answered (response "
+                  "headers) within this long is cancelled, counted as the backend's failure and "
+                  "retried elsewhere (e.g. 200ms); inf: no per-attempt limit")
+      ->capture_default_str();
   cmd->add_option("--retry-budget-ratio", flags->retry_budget_ratio,
                   "Retries in flight may reach this fraction of calls in flight...")
       ->capture_default_str()

@@ -61,6 +61,9 @@ std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo
           protocol_errors_total.load(r));
   counter("sluice_proxy_deadline_exceeded_total", "Calls ended by their grpc-timeout.",
           deadline_exceeded_total.load(r));
+  counter("sluice_proxy_attempt_timeouts_total",
+          "Attempts given up after --attempt-timeout without an answer from the backend.",
+          attempt_timeouts_total.load(r));
   gauge("sluice_proxy_buffered_bytes", "Message bytes held by the proxy for calls in progress.",
         buffered_bytes.load(r));
 

@@ -44,6 +44,7 @@ class ProxyMetrics {
   std::atomic<uint64_t> rejected_requests_total{0};
   std::atomic<uint64_t> protocol_errors_total{0};
   std::atomic<uint64_t> deadline_exceeded_total{0};
+  std::atomic<uint64_t> attempt_timeouts_total{0};
   // Request and response bytes the proxy holds for streams right now: what flow control bounds.
   std::atomic<int64_t> buffered_bytes{0};
 

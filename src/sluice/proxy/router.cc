@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace sluice::proxy {
 
@@ -67,6 +68,15 @@ absl::StatusOr<RouteConfig> ParseRoute(const nlohmann::json& j, const std::strin
         return RouteError(file, where, "\"max_attempts\" must be 1 to 10");
       }
       route.balancer.retry.max_attempts = value.get<int>();
+    } else if (key == "attempt_timeout") {
+      // A duration string ("200ms", "1.5s"), as the --attempt-timeout flag takes.
+      absl::Duration d;
+      if (!value.is_string() || !absl::ParseDuration(value.get<std::string>(), &d) ||
+          d <= absl::ZeroDuration()) {
+        return RouteError(file, where,
+                          "\"attempt_timeout\" must be a positive duration such as \"200ms\"");
+      }
+      route.balancer.retry.attempt_timeout = d;
     } else if (key == "retry_budget_ratio") {
       if (!value.is_number() || value.get<double>() < 0) {
         return RouteError(file, where, "\"retry_budget_ratio\" must be a number >= 0");

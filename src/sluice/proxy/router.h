@@ -23,7 +23,8 @@ struct RouteConfig {
 //   {"routes": [{"service": "helloworld.Greeter", "target": "etcd://...",
 //                "policy": "least_request", "policy_config": {...},
 //                "idempotent": ["/helloworld.Greeter/SayHello"], "max_attempts": 3,
-//                "retry_budget_ratio": 0.2, "retry_budget_min": 3}, ...],
+//                "attempt_timeout": "200ms", "retry_budget_ratio": 0.2,
+//                "retry_budget_min": 3}, ...],
 //    "default": {"target": "...", ...}}
 // Errors name the file, the line and column for syntax errors, and the route and field for
 // the rest. Balancer options not in the file keep `base`'s values.

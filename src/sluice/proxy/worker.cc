@@ -126,6 +126,8 @@ struct Call {
   std::shared_ptr<client::Backend> previous_backend;
   BackendMetrics* backend_metrics = nullptr;
   absl::Time attempt_start;
+  // When this attempt gives up on a silent backend (retry.attempt_timeout); infinite: never.
+  absl::Time attempt_deadline = absl::InfiniteFuture();
   bool attempt_open = false;
   bool budget_retry = false;
   int attempts = 0;
@@ -306,6 +308,7 @@ class Worker::Impl {
   void OnUpstreamConnectionLost(Connection* conn);
   void OnUpstreamResponseHeaders(Call* call, bool end_stream);
   void OnUpstreamEnded(Call* call);
+  void OnAttemptTimeout(Call* call);
   Connection* UpstreamFor(const std::string& address);
   Connection* ConnectUpstream(const std::string& address);
   BackendMetrics* MetricsFor(const std::string& address);
@@ -551,7 +554,11 @@ void Worker::Impl::ProcessTimers() {
     auto it = calls_.find(timer.second);
     if (it == calls_.end()) continue;
     Call* call = it->second.get();
-    if (call->finished || call->down == nullptr || call->deadline != timer.first) continue;
+    if (call->finished || call->down == nullptr) continue;
+    if (call->deadline != timer.first) {
+      if (call->attempt_deadline == timer.first) OnAttemptTimeout(call);
+      continue;
+    }
     metrics_->deadline_exceeded_total.fetch_add(1, std::memory_order_relaxed);
     DetachUpstream(call, NGHTTP2_CANCEL);
     FinishAttempt(call, grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -1216,6 +1223,16 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   up->streams_[stream_id] = call;
   up->last_used_ = now_;
   MarkDirty(up);
+  // A backend that accepts the stream but never answers (paused, wedged) shows no status code;
+  // only a timer catches it. Idempotent calls still fully buffered only: others cannot go
+  // elsewhere, so cutting them short would just fail them.
+  call->attempt_deadline = absl::InfiniteFuture();
+  const absl::Duration attempt_timeout = call->balancer->options().retry.attempt_timeout;
+  if (call->idempotent && call->retain && call->req_base == 0 &&
+      attempt_timeout != absl::InfiniteDuration() && now_ + attempt_timeout < call->deadline) {
+    call->attempt_deadline = now_ + attempt_timeout;
+    deadlines_.push({call->attempt_deadline, call->id});
+  }
 }
 
 Connection* Worker::Impl::UpstreamFor(const std::string& address) {
@@ -1394,6 +1411,8 @@ void Worker::Impl::ResumeRequest(Call* call) {
 
 void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
   call->resp_headers_received = true;
+  // The backend answered: a streaming response may rightly take long from here.
+  call->attempt_deadline = absl::InfiniteFuture();
   const grpc::StatusCode early = end_stream ? StatusOf(call->resp_pending) : grpc::StatusCode::OK;
   if (call->idempotent && call->down != nullptr &&
       (early == grpc::StatusCode::UNAVAILABLE || early == grpc::StatusCode::CANCELLED)) {
@@ -1452,6 +1471,26 @@ void Worker::Impl::OnUpstreamEnded(Call* call) {
                                                   : StatusOf(call->resp_trailers));
   if (!call->req_done) DropRequest(call);  // the backend answered before the client finished
   ResumeResponse(call);
+}
+
+void Worker::Impl::OnAttemptTimeout(Call* call) {
+  call->attempt_deadline = absl::InfiniteFuture();
+  // Past the point of resending (more request bytes than the retry buffer keeps), the attempt
+  // may use the call's whole deadline, as for non-idempotent methods.
+  if (!call->attempt_open || call->up == nullptr || call->resp_headers_received || !call->retain ||
+      call->req_base != 0) {
+    return;
+  }
+  metrics_->attempt_timeouts_total.fetch_add(1, std::memory_order_relaxed);
+  const std::string message =
+      absl::StrCat("backend ", call->backend->address(), " gave no answer within attempt timeout (",
+                   absl::FormatDuration(call->balancer->options().retry.attempt_timeout), "); ",
+                   call->attempts, " attempt(s) made");
+  LogDebug("sluice proxy: ", call->path, ": ", message);
+  DetachUpstream(call, NGHTTP2_CANCEL);
+  // UNAVAILABLE, not DEADLINE_EXCEEDED: it counts as the backend's failure for outlier
+  // detection, and the client's own deadline has not passed.
+  RetryOrFail(call, grpc::StatusCode::UNAVAILABLE, message, false);
 }
 
 void Worker::Impl::FinishAttempt(Call* call, grpc::StatusCode code) {
