@@ -304,8 +304,10 @@ def cmd_report(workdir, out_path):
     lines.append(f"- Command: `{meta['command']}`")
     lines.append(f"- Git: `{meta['git']}`")
     lines.append(f"- Machine: {meta['machine']}")
-    lines.append(f"- Load: h2load, 1 client connection, {meta['inflight']} calls in flight "
-                 f"(`-c 1 -m {meta['inflight']} -t 1`), {meta['duration']} s per measurement "
+    connections = int(meta.get('connections', 1))
+    lines.append(f"- Load: h2load, {connections} client connection{'s' if connections > 1 else ''}"
+                 f" x {meta['inflight']} calls in flight "
+                 f"(`-c {connections} -m {meta['inflight']} -t 1`), {meta['duration']} s per measurement "
                  f"after {meta['warmup']} s warm-up; {meta['rounds']} interleaved rounds "
                  "(the order rotates each round); figures are the median over rounds.")
     lines.append(f"- Request: `POST /Greeter/SayHello`, `content-type: application/grpc`, "

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side gRPC proxy benchmark: Greeter SayHello through HAProxy 2.6 (h2 both sides),
 # nginx 1.22 (grpc_pass), `sluice proxy` (when built) and a direct no-proxy baseline, with
-# h2load (one connection, N calls in flight) in interleaved rounds. See bench/proxy/README.md.
+# h2load (C connections, N calls in flight on each) in interleaved rounds. See
+# bench/proxy/README.md.
 #
-#   bench/proxy/run.sh [--duration S] [--inflight N] [--rounds R] [--out FILE]
+#   bench/proxy/run.sh [--duration S] [--inflight N] [--connections C] [--rounds R] [--out FILE]
 #
 # Environment: SKIP_BUILD=1 (use build/bin as it is), SKIP_INSTALL=1 (do not apt-get),
 # KEEP_WORK=1 (keep the temporary directory with every raw output), BUILD_DIR (build),
@@ -13,6 +14,7 @@ set -euo pipefail
 DURATION=10
 INFLIGHT=64
 ROUNDS=3
+CONNECTIONS=1
 WARMUP=2
 CHECK_CALLS=30
 OUT=""
@@ -21,19 +23,22 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
     --inflight) INFLIGHT="$2"; shift 2 ;;
+    --connections) CONNECTIONS="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in DURATION INFLIGHT ROUNDS; do
+for v in DURATION INFLIGHT ROUNDS CONNECTIONS; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
     echo "run.sh: --${v,,} must be a positive integer" >&2; exit 2
   fi
 done
-if [ "$DURATION" -gt 120 ] || [ "$ROUNDS" -gt 10 ] || [ "$INFLIGHT" -gt 1000 ]; then
-  echo "run.sh: refusing a long run (duration <= 120 s, rounds <= 10, inflight <= 1000)" >&2
+if [ "$DURATION" -gt 120 ] || [ "$ROUNDS" -gt 10 ] || [ "$INFLIGHT" -gt 1000 ] ||
+   [ "$CONNECTIONS" -gt 64 ]; then
+  echo "run.sh: refusing a long run (duration <= 120 s, rounds <= 10, inflight <= 1000," \
+       "connections <= 64)" >&2
   exit 2
 fi
 
@@ -42,7 +47,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-bench/results/proxy_compare.md}"
 BUILD_DIR="${BUILD_DIR:-build}"
-COMMAND="bench/proxy/run.sh --duration $DURATION --inflight $INFLIGHT --rounds $ROUNDS"
+COMMAND="bench/proxy/run.sh --duration $DURATION --inflight $INFLIGHT --connections $CONNECTIONS --rounds $ROUNDS"
 PY=/usr/bin/python3 # Debian's python: python3-grpcio is installed there
 HELPER="$HERE/helper.py"
 log() { echo "[proxy-bench $(date +%H:%M:%S)] $*" >&2; }
@@ -271,7 +276,7 @@ measure() { # NAME ROUND
   local name="$1" round="$2" addr="${ADDR[$1]}" root="${ROOTPID[$1]}" tag="$1-r$2"
   local pids="" p0=0 p1=0 b0 b1 sampler=""
   local url="http://$addr/Greeter/SayHello"
-  local h2=(h2load -c 1 -t 1 -m "$INFLIGHT" -d "$BODY" -H "content-type: application/grpc" -H "te: trailers")
+  local h2=(h2load -c "$CONNECTIONS" -t 1 -m "$INFLIGHT" -d "$BODY" -H "content-type: application/grpc" -H "te: trailers")
   # Warm-up (not measured): connections, caches, the proxy's upstream pools.
   timeout $((WARMUP + 30)) "${h2[@]}" -D "$WARMUP" "$url" >"$WORK/raw/$tag-warmup.txt" 2>&1 || true
   [ -n "$root" ] && pids="$("$PY" "$HELPER" tree "$root")"
@@ -331,6 +336,7 @@ m backends "$B1, $B2, $B3"
 m body_hex "$(od -An -tx1 "$BODY" | tr -s ' \n' ' ' | sed 's/^ //;s/ $//')"
 m duration "$DURATION"
 m inflight "$INFLIGHT"
+m connections "$CONNECTIONS"
 m rounds "$ROUNDS"
 m warmup "$WARMUP"
 m clk_tck "$(getconf CLK_TCK)"
