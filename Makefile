@@ -58,7 +58,8 @@ ASAN_DIR ?= build-asan
 check-asan: install-deps
 	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCH=OFF
 	cmake --build $(ASAN_DIR) -j $(JOBS)
-	cd $(ASAN_DIR) && ASAN_OPTIONS=$(SANITIZER_ASAN_OPTIONS) UBSAN_OPTIONS=$(SANITIZER_UBSAN_OPTIONS) \
+	cd $(ASAN_DIR) && SLUICE_SANITIZED=1 ASAN_OPTIONS=$(SANITIZER_ASAN_OPTIONS) \
+	  UBSAN_OPTIONS=$(SANITIZER_UBSAN_OPTIONS) \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
 	  ctest --output-on-failure -j $(JOBS) --timeout 900
 

@@ -598,8 +598,14 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
                       rss_self_end, " kB"));
   ASSERT_GT(rss_proxy_start, 0);
   ASSERT_GT(rss_self_start, 0);
+#ifndef SLUICE_SANITIZED
   EXPECT_LT(rss_proxy_end, rss_proxy_start * 3 / 2 + 20 * 1024) << "proxy memory grew";
   EXPECT_LT(rss_self_end, rss_self_start * 3 / 2 + 20 * 1024) << "library caller memory grew";
+#else
+  // AddressSanitizer keeps freed memory in quarantine and never returns it, so RSS says nothing
+  // about leaks there: its leak checker at exit does, and the plain build checks RSS.
+  Report("RSS bounds are checked in the plain build (ASan's quarantine keeps freed memory)");
+#endif
 
   // The timeline, to match failures with actions (every action of a default run; in a long run
   // only when something failed).

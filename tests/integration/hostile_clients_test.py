@@ -262,9 +262,14 @@ def main():
         check(report["calls"]["failed"] == 0 and report["calls"]["ok"] > 100,
               "the good client lost no call during the attacks (%d ok, %d failed)"
               % (report["calls"]["ok"], report["calls"]["failed"]))
-        check(rss_after_attacks < rss_start + 64 * 1024,
-              "proxy memory stays bounded: RSS %d KiB before, %d KiB after the attacks"
-              % (rss_start, rss_after_attacks))
+        if os.environ.get("SLUICE_SANITIZED"):
+            # AddressSanitizer's quarantine keeps freed memory; its leak checker covers leaks.
+            print("note    RSS %d KiB before, %d KiB after the attacks (not bounded under ASan)"
+                  % (rss_start, rss_after_attacks))
+        else:
+            check(rss_after_attacks < rss_start + 64 * 1024,
+                  "proxy memory stays bounded: RSS %d KiB before, %d KiB after the attacks"
+                  % (rss_start, rss_after_attacks))
         c = Connection(proxy_port)
         c.send(good)
         frames = c.read_frames(2)

@@ -372,8 +372,16 @@ int RunBench(const BenchFlags& flags) {
     }
     balancers.push_back(std::move(*balancer));
   }
-  // Connections are made before the clock starts, so the first calls do not measure connecting.
-  for (auto& balancer : balancers) balancer->WaitForReady(1, absl::Seconds(5));
+  // Connections are made before the clock starts, so the first calls do not measure connecting
+  // and do not all land on the endpoint that connected first: wait for one endpoint, then give
+  // the rest a moment to be ready too.
+  for (auto& balancer : balancers) {
+    balancer->WaitForReady(1, absl::Seconds(5));
+    const absl::Time until = absl::Now() + absl::Seconds(2);
+    while (balancer->ReadyCount() < balancer->Backends().size() && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
 
   BenchRun run(*plan, std::move(balancers));
   const bool progress = !flags.json && isatty(STDERR_FILENO);
