@@ -13,14 +13,16 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <vector>
 
 #include "sluice/client/balancer.h"
 #include "sluice/core/log.h"
 #include "sluice/proxy/proxy.h"
+#include "sluice/proxy/router.h"
 
 namespace {
 
-std::unique_ptr<sluice::client::Balancer> balancer;
+std::unique_ptr<sluice::proxy::Router> router;
 std::unique_ptr<sluice::proxy::Proxy> proxy;
 
 int Connect(int port) {
@@ -44,14 +46,16 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   options.target = "static://127.0.0.1:1";
   options.manage_channels = false;
   options.outlier_detection.enabled = false;
-  auto created = sluice::client::Balancer::Create(options);
+  std::vector<sluice::proxy::RouteConfig> routes;
+  routes.push_back({"", options});  // the default route: every service
+  auto created = sluice::proxy::Router::Create(std::move(routes));
   if (!created.ok()) std::abort();
-  balancer = std::move(*created);
+  router = std::move(*created);
   sluice::proxy::ProxyOptions proxy_options;
   proxy_options.listen = "127.0.0.1:0";
   proxy_options.workers = 1;
   proxy_options.pick_wait = absl::Milliseconds(50);
-  auto started = sluice::proxy::Proxy::Start(proxy_options, balancer.get());
+  auto started = sluice::proxy::Proxy::Start(proxy_options, router.get());
   if (!started.ok()) std::abort();
   proxy = std::move(*started);
   return 0;

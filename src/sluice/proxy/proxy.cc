@@ -75,8 +75,7 @@ absl::StatusOr<SSL_CTX*> MakeBackendTlsContext(const std::string& ca_file) {
 
 }  // namespace
 
-Proxy::Proxy(ProxyOptions options, const Router* router)
-    : options_(std::move(options)), router_(router) {}
+Proxy::Proxy(ProxyOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const Router* router) {
   absl::StatusOr<HostPort> listen = ParseHostPort(options.listen);
@@ -95,7 +94,7 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
         absl::StrCat("--listen: '", listen->host, "' is not an IP address"));
   }
   if (options.workers < 1) return absl::InvalidArgumentError("--workers must be at least 1");
-  std::unique_ptr<Proxy> proxy(new Proxy(options, router));
+  std::unique_ptr<Proxy> proxy(new Proxy(options));
   if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
     absl::StatusOr<SSL_CTX*> tls =
         MakeServerTlsContext(options.tls_cert_file, options.tls_key_file);

@@ -79,10 +79,9 @@ class Proxy {
   void Shutdown(absl::Duration timeout);
 
  private:
-  Proxy(ProxyOptions options, const Router* router);
+  explicit Proxy(ProxyOptions options);
 
   ProxyOptions options_;
-  const Router* router_;
   ProxyMetrics metrics_;
   int port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
