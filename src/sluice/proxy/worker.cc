@@ -917,7 +917,11 @@ void Worker::Impl::CloseDead() {
   }
   for (Connection* conn : dead) {
     dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), conn), dirty_.end());
-    conns_.erase(conn);  // closes the fd, which leaves the epoll set
+    // Leave the epoll set before closing: close() alone removes the registration only when no
+    // other descriptor shares the socket, and a fork elsewhere in the process (a child between
+    // fork and exec) would keep it registered, so a later event would name a freed connection.
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, conn->fd_, nullptr);
+    conns_.erase(conn);  // closes the fd
   }
 }
 
