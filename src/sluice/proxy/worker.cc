@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -34,7 +35,9 @@
 #include "sluice/core/clock.h"
 #include "sluice/core/log.h"
 #include "sluice/proxy/grpc_util.h"
+#include "sluice/proxy/header_block.h"
 #include "sluice/proxy/router.h"
+#include "sluice/proxy/session_allocator.h"
 
 namespace sluice::proxy {
 namespace {
@@ -45,36 +48,26 @@ constexpr absl::Duration kUpstreamIdleTimeout = absl::Seconds(60);
 // Epoll tags for the two non-connection file descriptors.
 constexpr uint64_t kListenerTag = 1;
 constexpr uint64_t kInboxTag = 2;
-
-struct Header {
-  std::string name;
-  std::string value;
-};
-using Headers = std::vector<Header>;
-
-std::vector<nghttp2_nv> ToNv(const Headers& headers) {
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(headers.size());
-  for (const auto& h : headers) {
-    nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(h.name.data())),
-                             reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())),
-                             h.name.size(), h.value.size(), NGHTTP2_NV_FLAG_NONE});
-  }
-  return nva;
-}
-
-const std::string* FindHeader(const Headers& headers, absl::string_view name) {
-  for (const auto& h : headers) {
-    if (h.name == name) return &h.value;
-  }
-  return nullptr;
-}
+// Finished calls and nghttp2's blocks are recycled, except under AddressSanitizer, which should
+// see all memory freed so that a stale pointer is reported, not silently reused.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRecycleMemory = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kRecycleMemory = false;
+#else
+constexpr bool kRecycleMemory = true;
+#endif
+#else
+constexpr bool kRecycleMemory = true;
+#endif
+constexpr size_t kMaxFreeCalls = 1024;
 
 // The gRPC status a backend's headers carry; UNKNOWN when absent or malformed.
-grpc::StatusCode StatusOf(const Headers& headers) {
-  const std::string* value = FindHeader(headers, "grpc-status");
+grpc::StatusCode StatusOf(const HeaderBlock& headers) {
+  const std::optional<absl::string_view> value = headers.Find("grpc-status");
   int code = 0;
-  if (value == nullptr || !absl::SimpleAtoi(*value, &code) || code < 0 || code > 16) {
+  if (!value || !absl::SimpleAtoi(*value, &code) || code < 0 || code > 16) {
     return grpc::StatusCode::UNKNOWN;
   }
   return static_cast<grpc::StatusCode>(code);
@@ -92,7 +85,7 @@ struct Call {
   Connection* up = nullptr;
   int32_t up_stream = 0;
 
-  Headers request_headers;
+  HeaderBlock request_headers;
   size_t request_header_bytes = 0;
   std::string path;
   absl::Time deadline = absl::InfiniteFuture();
@@ -114,8 +107,8 @@ struct Call {
   std::string resp_buf;
   size_t resp_off = 0;
   uint64_t resp_unconsumed = 0;  // received from the backend, credit not yet returned
-  Headers resp_pending;          // the header block being received
-  Headers resp_trailers;
+  HeaderBlock resp_pending;  // the header block being received
+  HeaderBlock resp_trailers;
   bool resp_headers_received = false;  // this attempt's backend answered
   bool resp_submitted = false;         // response HEADERS handed to the client's session
   bool resp_ended = false;
@@ -166,7 +159,7 @@ class Connection {
   bool dirty_ = false;
   bool dead_ = false;
   bool epollout_ = false;
-  std::unordered_map<int32_t, Call*> streams_;
+  absl::flat_hash_map<int32_t, Call*> streams_;
   std::string peer_;
 
   // Upstream only.
@@ -279,6 +272,7 @@ class Worker::Impl {
   // Calls.
   Call* NewCall(Connection* down, int32_t stream_id);
   void FreeCall(Call* call);
+  void ResetForReuse(Call* call);
   void Account(Call* call) {
     const int64_t now = static_cast<int64_t>(call->req_buf.size() + call->resp_buf.size());
     metrics_->buffered_bytes.fetch_add(now - call->accounted_bytes, std::memory_order_relaxed);
@@ -320,6 +314,10 @@ class Worker::Impl {
   ProxyMetrics* const metrics_;
   std::shared_ptr<Inbox> inbox_;
 
+  // Before conns_: their sessions allocate from it.
+  SessionAllocator session_allocator_;
+  nghttp2_mem* SessionMem() { return kRecycleMemory ? session_allocator_.mem() : nullptr; }
+
   int epoll_fd_ = -1;
   int listen_fd_ = -1;
   nghttp2_session_callbacks* server_callbacks_ = nullptr;
@@ -337,12 +335,15 @@ class Worker::Impl {
   std::unordered_map<std::string, std::vector<Connection*>> pools_;
   std::unordered_map<std::string, BackendMetrics*> backend_metrics_;
   std::vector<Connection*> dirty_;
-  std::unordered_map<uint64_t, std::unique_ptr<Call>> calls_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Call>> calls_;
+  // Finished calls kept for reuse, with their buffers (see ResetForReuse).
+  std::vector<std::unique_ptr<Call>> free_calls_;
   uint64_t next_call_id_ = 1;
   std::vector<uint64_t> retries_;
   using Timer = std::pair<absl::Time, uint64_t>;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> deadlines_;
   std::vector<uint8_t> read_buffer_ = std::vector<uint8_t>(kReadBufferSize);
+  std::vector<nghttp2_nv> nva_;  // scratch for submitting a header block, reused
 };
 
 namespace {
@@ -659,8 +660,8 @@ void Worker::Impl::Accept() {
       SSL_set_accept_state(conn->ssl_);
       conn->handshaking_ = true;
     }
-    nghttp2_session_server_new2(&conn->session_, server_callbacks_, &conn->context_,
-                                session_options_);
+    nghttp2_session_server_new3(&conn->session_, server_callbacks_, &conn->context_,
+                                session_options_, SessionMem());
     const nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window},
@@ -928,7 +929,13 @@ void Worker::Impl::CloseDead() {
 // ---- Calls ----
 
 Call* Worker::Impl::NewCall(Connection* down, int32_t stream_id) {
-  auto call = std::make_unique<Call>();
+  std::unique_ptr<Call> call;
+  if (free_calls_.empty()) {
+    call = std::make_unique<Call>();
+  } else {
+    call = std::move(free_calls_.back());
+    free_calls_.pop_back();
+  }
   call->id = next_call_id_++;
   call->down = down;
   call->down_stream = stream_id;
@@ -944,7 +951,42 @@ void Worker::Impl::FreeCall(Call* call) {
   FinishAttempt(call, grpc::StatusCode::CANCELLED);
   metrics_->buffered_bytes.fetch_sub(call->accounted_bytes, std::memory_order_relaxed);
   metrics_->streams.fetch_sub(1, std::memory_order_relaxed);
-  calls_.erase(call->id);
+  auto it = calls_.find(call->id);
+  if (it == calls_.end()) return;
+  if (kRecycleMemory && free_calls_.size() < kMaxFreeCalls) {
+    ResetForReuse(call);
+    free_calls_.push_back(std::move(it->second));
+  }
+  calls_.erase(it);
+}
+
+void Worker::Impl::ResetForReuse(Call* call) {
+  // Keep the buffers' capacity (a warm proxy then allocates nothing per call for headers and
+  // small messages), but not a large message's: an idle pool should not hold megabytes.
+  constexpr size_t kKeptBufferBytes = 16 << 10;
+  HeaderBlock request_headers, resp_pending, resp_trailers;
+  std::string path, req_buf, resp_buf;
+  request_headers.swap(call->request_headers);
+  resp_pending.swap(call->resp_pending);
+  resp_trailers.swap(call->resp_trailers);
+  path.swap(call->path);
+  req_buf.swap(call->req_buf);
+  resp_buf.swap(call->resp_buf);
+  *call = Call{};
+  request_headers.clear();
+  resp_pending.clear();
+  resp_trailers.clear();
+  path.clear();
+  req_buf.clear();
+  resp_buf.clear();
+  if (req_buf.capacity() > kKeptBufferBytes) req_buf.shrink_to_fit();
+  if (resp_buf.capacity() > kKeptBufferBytes) resp_buf.shrink_to_fit();
+  call->request_headers.swap(request_headers);
+  call->resp_pending.swap(resp_pending);
+  call->resp_trailers.swap(resp_trailers);
+  call->path.swap(path);
+  call->req_buf.swap(req_buf);
+  call->resp_buf.swap(resp_buf);
 }
 
 int Worker::Impl::OnBeginHeaders(Connection* conn, const nghttp2_frame* frame) {
@@ -970,10 +1012,10 @@ int Worker::Impl::OnHeader(Connection* conn, const nghttp2_frame* frame, absl::s
     if (call->request_header_bytes > kMaxRequestHeaderBytes) {
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets this stream only
     }
-    call->request_headers.push_back({std::string(name), std::string(value)});
+    call->request_headers.Add(name, value);
     return 0;
   }
-  call->resp_pending.push_back({std::string(name), std::string(value)});
+  call->resp_pending.Add(name, value);
   return 0;
 }
 
@@ -1007,13 +1049,13 @@ int Worker::Impl::OnFrameRecv(Connection* conn, const nghttp2_frame* frame) {
   }
   if (frame->hd.type == NGHTTP2_HEADERS) {
     if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
-      const std::string* status = FindHeader(call->resp_pending, ":status");
-      if (status != nullptr && !status->empty() && (*status)[0] == '1' && !end_stream) {
+      const std::optional<absl::string_view> status = call->resp_pending.Find(":status");
+      if (status && !status->empty() && (*status)[0] == '1' && !end_stream) {
         return 0;  // 1xx informational: not forwarded
       }
       OnUpstreamResponseHeaders(call, end_stream);
     } else if (end_stream) {
-      call->resp_trailers = std::move(call->resp_pending);
+      call->resp_trailers.swap(call->resp_pending);
       OnUpstreamEnded(call);
     }
     return 0;
@@ -1092,18 +1134,18 @@ void Worker::Impl::DropRequest(Call* call) {
 }
 
 void Worker::Impl::OnRequestHeaders(Call* call) {
-  const Headers& h = call->request_headers;
-  const std::string* method = FindHeader(h, ":method");
-  const std::string* path = FindHeader(h, ":path");
-  const std::string* content_type = FindHeader(h, "content-type");
-  if (path == nullptr || path->empty() || (*path)[0] != '/') {
+  const HeaderBlock& h = call->request_headers;
+  const std::optional<absl::string_view> method = h.Find(":method");
+  const std::optional<absl::string_view> path = h.Find(":path");
+  const std::optional<absl::string_view> content_type = h.Find("content-type");
+  if (!path || path->empty() || (*path)[0] != '/') {
     metrics_->rejected_requests_total.fetch_add(1, std::memory_order_relaxed);
     LogWarning("sluice proxy: request without a valid :path from ", call->down->peer_);
     RespondHttpError(call, 400, grpc::StatusCode::INTERNAL, "missing or invalid :path");
     return;
   }
-  call->path = *path;
-  if (method == nullptr || *method != "POST") {
+  call->path.assign(path->data(), path->size());
+  if (!method || *method != "POST") {
     metrics_->rejected_requests_total.fetch_add(1, std::memory_order_relaxed);
     LogWarning("sluice proxy: non-POST request (", method ? *method : "none", ") for ", *path,
                " from ", call->down->peer_);
@@ -1111,7 +1153,7 @@ void Worker::Impl::OnRequestHeaders(Call* call) {
                      absl::StrCat("gRPC requires POST, got ", method ? *method : "none"));
     return;
   }
-  if (content_type == nullptr || !absl::StartsWith(*content_type, "application/grpc")) {
+  if (!content_type || !absl::StartsWith(*content_type, "application/grpc")) {
     metrics_->rejected_requests_total.fetch_add(1, std::memory_order_relaxed);
     LogWarning("sluice proxy: non-gRPC content-type '", content_type ? *content_type : "", "' for ",
                *path, " from ", call->down->peer_);
@@ -1120,7 +1162,7 @@ void Worker::Impl::OnRequestHeaders(Call* call) {
         absl::StrCat("invalid gRPC content-type '", content_type ? *content_type : "", "'"));
     return;
   }
-  if (const std::string* timeout = FindHeader(h, "grpc-timeout")) {
+  if (const std::optional<absl::string_view> timeout = h.Find("grpc-timeout")) {
     if (auto d = ParseGrpcTimeout(*timeout)) {
       call->deadline = now_ + *d;
       deadlines_.push({call->deadline, call->id});
@@ -1137,7 +1179,7 @@ void Worker::Impl::OnRequestHeaders(Call* call) {
   }
   call->idempotent = call->balancer->IsIdempotent(call->path);
   if (!options_.hash_header.empty()) {
-    if (const std::string* key = FindHeader(h, options_.hash_header)) {
+    if (const std::optional<absl::string_view> key = h.Find(options_.hash_header)) {
       call->hash_key = HashCallKey(*key);
     }
   }
@@ -1194,25 +1236,22 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
                 absl::StrCat("cannot connect to backend ", call->backend->address()), true);
     return;
   }
-  std::vector<nghttp2_nv> nva = ToNv(call->request_headers);
   std::string timeout;
   if (call->deadline != absl::InfiniteFuture()) {
     // The backend gets what is left of the call's time, which matters after a retry.
     const int64_t ms = std::max<int64_t>(
         1, absl::ToInt64Milliseconds(absl::Ceil(call->deadline - now_, absl::Milliseconds(1))));
     timeout = ms < 100'000'000 ? absl::StrCat(ms, "m") : absl::StrCat(ms / 1000 + 1, "S");
-    for (nghttp2_nv& nv : nva) {
-      if (absl::string_view(reinterpret_cast<const char*>(nv.name), nv.namelen) == "grpc-timeout") {
-        nv.value = reinterpret_cast<uint8_t*>(timeout.data());
-        nv.valuelen = timeout.size();
-      }
-    }
+    call->request_headers.ToNv(&nva_, "grpc-timeout", timeout);
+  } else {
+    call->request_headers.ToNv(&nva_);
   }
   nghttp2_data_provider body{};
   body.read_callback = ReadRequestBodyCb;
   const bool empty_body = call->req_done && call->req_buf.empty();
-  const int32_t stream_id = nghttp2_submit_request(up->session_, nullptr, nva.data(), nva.size(),
-                                                   empty_body ? nullptr : &body, nullptr);
+  const int32_t stream_id = nghttp2_submit_request(up->session_, nullptr, nva_.data(),
+                                                   nva_.size(), empty_body ? nullptr : &body,
+                                                   nullptr);
   if (stream_id < 0) {
     RetryOrFail(call, grpc::StatusCode::UNAVAILABLE,
                 absl::StrCat("cannot open a stream to backend ", call->backend->address(), ": ",
@@ -1296,8 +1335,8 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   conn->connecting_ = rc != 0 || options_.backend_tls_context != nullptr;
   conn->connected_ = !conn->connecting_;
   conn->last_used_ = now_;
-  nghttp2_session_client_new2(&conn->session_, client_callbacks_, &conn->context_,
-                              session_options_);
+  nghttp2_session_client_new3(&conn->session_, client_callbacks_, &conn->context_,
+                              session_options_, SessionMem());
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window},
@@ -1380,8 +1419,8 @@ ssize_t Worker::Impl::ReadResponseBody(Connection* down, int32_t stream_id, uint
     if (call->resp_ended) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!call->resp_trailers.empty()) {
-        std::vector<nghttp2_nv> nva = ToNv(call->resp_trailers);
-        if (nghttp2_submit_trailer(down->session_, stream_id, nva.data(), nva.size()) == 0) {
+        call->resp_trailers.ToNv(&nva_);
+        if (nghttp2_submit_trailer(down->session_, stream_id, nva_.data(), nva_.size()) == 0) {
           *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         }
       }
@@ -1423,8 +1462,8 @@ void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
     // A trailers-only UNAVAILABLE of an idempotent method, or the CANCELLED a gRPC server gives
     // calls it had not started when it shuts down (the client did not cancel: its stream is
     // still open): another backend may do better.
-    const std::string* message = FindHeader(call->resp_pending, "grpc-message");
-    if (TryRetry(call, early, message ? *message : "", false)) {
+    const std::optional<absl::string_view> message = call->resp_pending.Find("grpc-message");
+    if (TryRetry(call, early, message ? std::string(*message) : "", false)) {
       DetachUpstream(call, NGHTTP2_NO_ERROR);
       return;
     }
@@ -1443,13 +1482,13 @@ void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
     // Trailers-only: the whole answer is this one block.
     const grpc::StatusCode code = StatusOf(call->resp_pending);
     if (code != grpc::StatusCode::OK) {
-      const std::string* message = FindHeader(call->resp_pending, "grpc-message");
+      const std::optional<absl::string_view> message = call->resp_pending.Find("grpc-message");
       LogDebug("sluice proxy: ", call->path, " on ",
                (call->up ? call->up->address_ : std::string()), ": trailers-only status ",
-               static_cast<int>(code), " ", message ? *message : "");
+               static_cast<int>(code), " ", message.value_or(""));
     }
-    std::vector<nghttp2_nv> nva = ToNv(call->resp_pending);
-    nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(),
+    call->resp_pending.ToNv(&nva_);
+    nghttp2_submit_response(call->down->session_, call->down_stream, nva_.data(), nva_.size(),
                             nullptr);
     call->resp_submitted = true;
     call->resp_ended = true;
@@ -1459,10 +1498,11 @@ void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
     MarkDirty(call->down);
     return;
   }
-  std::vector<nghttp2_nv> nva = ToNv(call->resp_pending);
+  call->resp_pending.ToNv(&nva_);
   nghttp2_data_provider body{};
   body.read_callback = ReadResponseBodyCb;
-  nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(), &body);
+  nghttp2_submit_response(call->down->session_, call->down_stream, nva_.data(), nva_.size(),
+                          &body);
   call->resp_submitted = true;
   MarkDirty(call->down);
 }
@@ -1573,13 +1613,16 @@ void Worker::Impl::RespondError(Call* call, grpc::StatusCode code, const std::st
   call->finished = true;
   if (call->down == nullptr) return;
   DropRequest(call);
-  Headers status = {{"grpc-status", absl::StrCat(static_cast<int>(code))},
-                    {"grpc-message", PercentEncodeGrpcMessage(message)}};
+  const std::string code_text = absl::StrCat(static_cast<int>(code));
+  const std::string encoded_message = PercentEncodeGrpcMessage(message);
   if (!call->resp_submitted) {
-    Headers headers = {{":status", "200"}, {"content-type", "application/grpc"}};
-    headers.insert(headers.end(), status.begin(), status.end());
-    std::vector<nghttp2_nv> nva = ToNv(headers);
-    nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(),
+    HeaderBlock headers;
+    headers.Add(":status", "200");
+    headers.Add("content-type", "application/grpc");
+    headers.Add("grpc-status", code_text);
+    headers.Add("grpc-message", encoded_message);
+    headers.ToNv(&nva_);
+    nghttp2_submit_response(call->down->session_, call->down_stream, nva_.data(), nva_.size(),
                             nullptr);
     call->resp_submitted = true;
     call->resp_ended = true;
@@ -1589,7 +1632,9 @@ void Worker::Impl::RespondError(Call* call, grpc::StatusCode code, const std::st
       call->resp_off = 0;
       Account(call);
     }
-    call->resp_trailers = std::move(status);
+    call->resp_trailers.clear();
+    call->resp_trailers.Add("grpc-status", code_text);
+    call->resp_trailers.Add("grpc-message", encoded_message);
     call->resp_ended = true;
     ResumeResponse(call);
   }
@@ -1600,12 +1645,14 @@ void Worker::Impl::RespondHttpError(Call* call, int http_status, grpc::StatusCod
                                     const std::string& message) {
   call->finished = true;
   DropRequest(call);
-  Headers headers = {{":status", absl::StrCat(http_status)},
-                     {"content-type", "application/grpc"},
-                     {"grpc-status", absl::StrCat(static_cast<int>(code))},
-                     {"grpc-message", PercentEncodeGrpcMessage(message)}};
-  std::vector<nghttp2_nv> nva = ToNv(headers);
-  nghttp2_submit_response(call->down->session_, call->down_stream, nva.data(), nva.size(), nullptr);
+  HeaderBlock headers;
+  headers.Add(":status", absl::StrCat(http_status));
+  headers.Add("content-type", "application/grpc");
+  headers.Add("grpc-status", absl::StrCat(static_cast<int>(code)));
+  headers.Add("grpc-message", PercentEncodeGrpcMessage(message));
+  headers.ToNv(&nva_);
+  nghttp2_submit_response(call->down->session_, call->down_stream, nva_.data(), nva_.size(),
+                          nullptr);
   call->resp_submitted = true;
   call->resp_ended = true;
   MarkDirty(call->down);
