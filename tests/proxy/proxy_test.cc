@@ -635,6 +635,34 @@ TEST(ProxyResilienceTest, KilledBackendCallsSucceedViaRetries) {
   EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 1);
 }
 
+TEST(ProxyResilienceTest, RefusedConnectionsDoNotUseUpACallsAttempts) {
+  // One live backend and two addresses that refuse connections, as a backend killed moments ago
+  // looks until its lease expires. With two attempts per call, a call that meets both refusals
+  // in a row must still reach the live backend: refused attempts never reached a backend.
+  auto live = GreeterBackend::Start("127.0.0.11", 0);
+  ASSERT_TRUE(live.ok()) << live.status();
+  const int closed_port = FreePort();
+  const std::string target = absl::StrCat("static://", (*live)->address(), ",127.0.0.12:",
+                                          closed_port, ",127.0.0.13:", closed_port);
+  auto proxy = ProxyProcess::Start(target, {"--policy", "round_robin", "--max-attempts", "2"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  int failed = 0;
+  std::string first_error;
+  for (int i = 0; i < 30; ++i) {
+    HelloReply reply;
+    const grpc::Status s = SayHello(*stub, "refused", &reply);
+    if (!s.ok()) {
+      ++failed;
+      if (first_error.empty()) first_error = s.error_message();
+    } else {
+      EXPECT_EQ(Replier(reply.message()), (*live)->address());
+    }
+  }
+  EXPECT_EQ(failed, 0) << first_error;
+  EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 2);
+}
+
 TEST(ProxyResilienceTest, GracefullyStoppedBackendUnderLoadLosesNoCall) {
   std::vector<std::unique_ptr<GreeterBackend>> backends;
   for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {

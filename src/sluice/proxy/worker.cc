@@ -62,6 +62,8 @@ constexpr bool kRecycleMemory = true;
 constexpr bool kRecycleMemory = true;
 #endif
 constexpr size_t kMaxFreeCalls = 1024;
+// Attempts that never reached a backend (connection refused, stream refused) a call may retry.
+constexpr int kMaxTransparentRetries = 5;
 
 // The gRPC status a backend's headers carry; UNKNOWN when absent or malformed.
 grpc::StatusCode StatusOf(const HeaderBlock& headers) {
@@ -78,23 +80,32 @@ class Connection;
 // One gRPC call: a client stream and, while an attempt is in progress, a backend stream.
 // Owned by the worker (calls_), found by id from timers and async callbacks, and by stream id
 // from each connection's map, so nothing dangles when one side goes away first.
-struct Call {
+// A call's buffers, kept apart from its state so that a recycled call keeps their capacity.
+struct CallBuffers {
+  HeaderBlock request_headers;
+  std::string path;
+  // Request bytes: req_buf holds stream offsets [req_base, req_base + size). While `retain`,
+  // req_base stays 0 so another attempt can resend everything.
+  std::string req_buf;
+  // Response bytes from the backend, not yet handed to the client's session.
+  std::string resp_buf;
+  HeaderBlock resp_pending;  // the header block being received
+  HeaderBlock resp_trailers;
+};
+
+// Everything else about a call; reset as a whole when the call is recycled.
+struct CallState {
   uint64_t id = 0;
   Connection* down = nullptr;
   int32_t down_stream = 0;
   Connection* up = nullptr;
   int32_t up_stream = 0;
 
-  HeaderBlock request_headers;
   size_t request_header_bytes = 0;
-  std::string path;
   absl::Time deadline = absl::InfiniteFuture();
   bool idempotent = false;
   std::optional<uint64_t> hash_key;  // ring_hash's key, from --hash-header
 
-  // Request bytes: req_buf holds stream offsets [req_base, req_base + size). While `retain`,
-  // req_base stays 0 so another attempt can resend everything.
-  std::string req_buf;
   uint64_t req_base = 0;
   uint64_t req_sent = 0;      // stream offset the current attempt has sent up to
   uint64_t req_received = 0;  // bytes received from the client
@@ -103,12 +114,8 @@ struct Call {
   bool retain = true;
   bool req_deferred = false;
 
-  // Response bytes from the backend, not yet handed to the client's session.
-  std::string resp_buf;
   size_t resp_off = 0;
-  uint64_t resp_unconsumed = 0;  // received from the backend, credit not yet returned
-  HeaderBlock resp_pending;  // the header block being received
-  HeaderBlock resp_trailers;
+  uint64_t resp_unconsumed = 0;        // received from the backend, credit not yet returned
   bool resp_headers_received = false;  // this attempt's backend answered
   bool resp_submitted = false;         // response HEADERS handed to the client's session
   bool resp_ended = false;
@@ -124,11 +131,14 @@ struct Call {
   bool attempt_open = false;
   bool budget_retry = false;
   int attempts = 0;
+  int transparent_retries = 0;  // attempts that never reached a backend
   bool waited_for_endpoint = false;
   // The outcome is decided: no further attempt will start.
   bool finished = false;
   int64_t accounted_bytes = 0;
 };
+
+struct Call : CallState, CallBuffers {};
 
 class Connection;
 
@@ -159,7 +169,31 @@ class Connection {
   bool dirty_ = false;
   bool dead_ = false;
   bool epollout_ = false;
-  absl::flat_hash_map<int32_t, Call*> streams_;
+  // The calls on this connection by stream id. nghttp2 calls back once per header and frame,
+  // mostly for the stream it just reported, so the last lookup is remembered.
+  Call* FindStream(int32_t stream_id) {
+    if (stream_id == last_stream_id_ && last_call_ != nullptr) return last_call_;
+    auto it = streams_.find(stream_id);
+    if (it == streams_.end()) return nullptr;
+    last_stream_id_ = stream_id;
+    last_call_ = it->second;
+    return last_call_;
+  }
+  void AddStream(int32_t stream_id, Call* call) { streams_[stream_id] = call; }
+  void EraseStream(int32_t stream_id) {
+    streams_.erase(stream_id);
+    if (stream_id == last_stream_id_) last_call_ = nullptr;
+  }
+  // Removes every stream, returning their calls.
+  std::vector<Call*> TakeStreams() {
+    std::vector<Call*> calls;
+    calls.reserve(streams_.size());
+    for (auto& [id, call] : streams_) calls.push_back(call);
+    streams_.clear();
+    last_call_ = nullptr;
+    return calls;
+  }
+  size_t stream_count() const { return streams_.size(); }
   std::string peer_;
 
   // Upstream only.
@@ -176,6 +210,11 @@ class Connection {
   absl::Time final_goaway_at_ = absl::InfiniteFuture();
   bool final_goaway_sent_ = false;
   absl::Time force_close_at_ = absl::InfiniteFuture();
+
+ private:
+  absl::flat_hash_map<int32_t, Call*> streams_;
+  int32_t last_stream_id_ = 0;
+  Call* last_call_ = nullptr;
 };
 
 // Pick results that arrive on the balancer's thread, handed to the worker's thread.
@@ -583,7 +622,7 @@ void Worker::Impl::ProcessTimers() {
     Connection* c = conn.get();
     if (c->upstream()) {
       // Backends that left discovery, or that no call needs any more, lose their connections.
-      if (c->streams_.empty() && !c->draining_ && now_ - c->last_used_ >= kUpstreamIdleTimeout) {
+      if (c->stream_count() == 0 && !c->draining_ && now_ - c->last_used_ >= kUpstreamIdleTimeout) {
         c->draining_ = true;
         nghttp2_session_terminate_session(c->session_, NGHTTP2_NO_ERROR);
         MarkDirty(c);
@@ -905,10 +944,7 @@ void Worker::Impl::CloseDead() {
       pool.erase(std::remove(pool.begin(), pool.end(), conn), pool.end());
       metrics_->upstream_connections.fetch_sub(1, std::memory_order_relaxed);
     } else {
-      std::vector<Call*> calls;
-      for (auto& [id, call] : conn->streams_) calls.push_back(call);
-      conn->streams_.clear();
-      for (Call* call : calls) {
+      for (Call* call : conn->TakeStreams()) {
         call->down = nullptr;
         OnDownstreamClosed(call);
       }
@@ -941,7 +977,7 @@ Call* Worker::Impl::NewCall(Connection* down, int32_t stream_id) {
   call->down_stream = stream_id;
   Call* raw = call.get();
   calls_.emplace(raw->id, std::move(call));
-  down->streams_[stream_id] = raw;
+  down->AddStream(stream_id, raw);
   metrics_->streams.fetch_add(1, std::memory_order_relaxed);
   metrics_->streams_total.fetch_add(1, std::memory_order_relaxed);
   return raw;
@@ -961,32 +997,19 @@ void Worker::Impl::FreeCall(Call* call) {
 }
 
 void Worker::Impl::ResetForReuse(Call* call) {
-  // Keep the buffers' capacity (a warm proxy then allocates nothing per call for headers and
-  // small messages), but not a large message's: an idle pool should not hold megabytes.
+  static_cast<CallState&>(*call) = CallState{};
+  // Cleared buffers keep their capacity (a warm proxy then allocates nothing per call for
+  // headers and small messages), but not a large message's: an idle pool should not hold
+  // megabytes.
   constexpr size_t kKeptBufferBytes = 16 << 10;
-  HeaderBlock request_headers, resp_pending, resp_trailers;
-  std::string path, req_buf, resp_buf;
-  request_headers.swap(call->request_headers);
-  resp_pending.swap(call->resp_pending);
-  resp_trailers.swap(call->resp_trailers);
-  path.swap(call->path);
-  req_buf.swap(call->req_buf);
-  resp_buf.swap(call->resp_buf);
-  *call = Call{};
-  request_headers.clear();
-  resp_pending.clear();
-  resp_trailers.clear();
-  path.clear();
-  req_buf.clear();
-  resp_buf.clear();
-  if (req_buf.capacity() > kKeptBufferBytes) req_buf.shrink_to_fit();
-  if (resp_buf.capacity() > kKeptBufferBytes) resp_buf.shrink_to_fit();
-  call->request_headers.swap(request_headers);
-  call->resp_pending.swap(resp_pending);
-  call->resp_trailers.swap(resp_trailers);
-  call->path.swap(path);
-  call->req_buf.swap(req_buf);
-  call->resp_buf.swap(resp_buf);
+  call->request_headers.clear();
+  call->path.clear();
+  call->req_buf.clear();
+  call->resp_buf.clear();
+  call->resp_pending.clear();
+  call->resp_trailers.clear();
+  if (call->req_buf.capacity() > kKeptBufferBytes) call->req_buf.shrink_to_fit();
+  if (call->resp_buf.capacity() > kKeptBufferBytes) call->resp_buf.shrink_to_fit();
 }
 
 int Worker::Impl::OnBeginHeaders(Connection* conn, const nghttp2_frame* frame) {
@@ -995,16 +1018,14 @@ int Worker::Impl::OnBeginHeaders(Connection* conn, const nghttp2_frame* frame) {
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) NewCall(conn, frame->hd.stream_id);
     return 0;
   }
-  auto it = conn->streams_.find(frame->hd.stream_id);
-  if (it != conn->streams_.end()) it->second->resp_pending.clear();
+  if (Call* call = conn->FindStream(frame->hd.stream_id)) call->resp_pending.clear();
   return 0;
 }
 
 int Worker::Impl::OnHeader(Connection* conn, const nghttp2_frame* frame, absl::string_view name,
                            absl::string_view value) {
-  auto it = conn->streams_.find(frame->hd.stream_id);
-  if (it == conn->streams_.end()) return 0;
-  Call* call = it->second;
+  Call* call = conn->FindStream(frame->hd.stream_id);
+  if (call == nullptr) return 0;
   if (IsHopByHopHeader(name)) return 0;
   if (!conn->upstream()) {
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;  // request trailers: not gRPC
@@ -1031,9 +1052,8 @@ int Worker::Impl::OnFrameRecv(Connection* conn, const nghttp2_frame* frame) {
     return 0;
   }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
-  auto it = conn->streams_.find(frame->hd.stream_id);
-  if (it == conn->streams_.end()) return 0;
-  Call* call = it->second;
+  Call* call = conn->FindStream(frame->hd.stream_id);
+  if (call == nullptr) return 0;
   const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (!conn->upstream()) {
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
@@ -1066,8 +1086,7 @@ int Worker::Impl::OnFrameRecv(Connection* conn, const nghttp2_frame* frame) {
 
 int Worker::Impl::OnDataChunk(Connection* conn, int32_t stream_id, const uint8_t* data,
                               size_t len) {
-  auto it = conn->streams_.find(stream_id);
-  Call* call = it == conn->streams_.end() ? nullptr : it->second;
+  Call* call = conn->FindStream(stream_id);
   if (!conn->upstream()) {
     if (call == nullptr || call->finished) {
       // Nobody will forward these bytes: give the credit back at once.
@@ -1095,10 +1114,9 @@ int Worker::Impl::OnDataChunk(Connection* conn, int32_t stream_id, const uint8_t
 }
 
 int Worker::Impl::OnStreamClose(Connection* conn, int32_t stream_id, uint32_t error_code) {
-  auto it = conn->streams_.find(stream_id);
-  if (it == conn->streams_.end()) return 0;
-  Call* call = it->second;
-  conn->streams_.erase(it);
+  Call* call = conn->FindStream(stream_id);
+  if (call == nullptr) return 0;
+  conn->EraseStream(stream_id);
   if (!conn->upstream()) {
     // Return the credit of request bytes nobody will forward now.
     DropRequest(call);
@@ -1263,7 +1281,7 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   call->up_stream = stream_id;
   call->req_sent = call->req_base;
   call->req_deferred = false;
-  up->streams_[stream_id] = call;
+  up->AddStream(stream_id, call);
   up->last_used_ = now_;
   MarkDirty(up);
   // A backend that accepts the stream but never answers (paused, wedged) shows no status code;
@@ -1288,8 +1306,8 @@ Connection* Worker::Impl::UpstreamFor(const std::string& address) {
     const uint32_t remote_max = nghttp2_session_get_remote_settings(
         conn->session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     const size_t capacity = std::min(remote_max, options_.streams_per_upstream_connection);
-    if (conn->streams_.size() < capacity) return conn;
-    if (best == nullptr || conn->streams_.size() < best->streams_.size()) best = conn;
+    if (conn->stream_count() < capacity) return conn;
+    if (best == nullptr || conn->stream_count() < best->stream_count()) best = conn;
   }
   if (usable < static_cast<size_t>(options_.max_upstream_connections) || best == nullptr) {
     if (Connection* fresh = ConnectUpstream(address)) return fresh;
@@ -1357,9 +1375,8 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
 
 ssize_t Worker::Impl::ReadRequestBody(Connection* up, int32_t stream_id, uint8_t* buf,
                                       size_t length, uint32_t* flags) {
-  auto it = up->streams_.find(stream_id);
-  if (it == up->streams_.end()) return NGHTTP2_ERR_DEFERRED;  // detached; its RST is queued
-  Call* call = it->second;
+  Call* call = up->FindStream(stream_id);
+  if (call == nullptr) return NGHTTP2_ERR_DEFERRED;  // detached; its RST is queued
   const size_t offset = call->req_sent - call->req_base;
   const size_t n = std::min(length, call->req_buf.size() - offset);
   if (n > 0) memcpy(buf, call->req_buf.data() + offset, n);
@@ -1394,9 +1411,8 @@ ssize_t Worker::Impl::ReadRequestBody(Connection* up, int32_t stream_id, uint8_t
 
 ssize_t Worker::Impl::ReadResponseBody(Connection* down, int32_t stream_id, uint8_t* buf,
                                        size_t length, uint32_t* flags) {
-  auto it = down->streams_.find(stream_id);
-  if (it == down->streams_.end()) return NGHTTP2_ERR_DEFERRED;
-  Call* call = it->second;
+  Call* call = down->FindStream(stream_id);
+  if (call == nullptr) return NGHTTP2_ERR_DEFERRED;
   const size_t n = std::min(length, call->resp_buf.size() - call->resp_off);
   if (n > 0) memcpy(buf, call->resp_buf.data() + call->resp_off, n);
   call->resp_off += n;
@@ -1568,7 +1584,7 @@ void Worker::Impl::DetachUpstream(Call* call, uint32_t rst) {
   if (rst != NGHTTP2_NO_ERROR) {
     nghttp2_submit_rst_stream(up->session_, NGHTTP2_FLAG_NONE, call->up_stream, rst);
   }
-  up->streams_.erase(call->up_stream);
+  up->EraseStream(call->up_stream);
   call->up = nullptr;
   call->up_stream = 0;
   MarkDirty(up);
@@ -1576,9 +1592,19 @@ void Worker::Impl::DetachUpstream(Call* call, uint32_t rst) {
 
 bool Worker::Impl::TryRetry(Call* call, grpc::StatusCode code, const std::string& message,
                             bool transparent) {
-  bool retry =
-      call->down != nullptr && !call->resp_submitted && call->retain && call->req_base == 0 &&
-      call->attempts < call->balancer->options().retry.max_attempts && now_ < call->deadline;
+  bool retry = call->down != nullptr && !call->resp_submitted && call->retain &&
+               call->req_base == 0 && now_ < call->deadline;
+  if (transparent) {
+    // The backend never saw this attempt, so it does not count against max_attempts (as in
+    // gRPC): a backend killed moments ago stays in the registry until its lease expires, and
+    // refused connections to it must not use up the attempts of the calls that try it. A few
+    // per call still end it, so a target whose every backend refuses fails fast.
+    ++call->transparent_retries;
+    retry = retry && call->transparent_retries <= kMaxTransparentRetries;
+  } else {
+    retry = retry && call->attempts - call->transparent_retries <
+                         call->balancer->options().retry.max_attempts;
+  }
   if (retry && !transparent) {
     // Release the failed attempt's own budget first, then ask for this retry's.
     FinishAttempt(call, code);
@@ -1699,9 +1725,7 @@ void Worker::Impl::OnUpstreamClosed(Call* call, uint32_t error_code) {
 }
 
 void Worker::Impl::OnUpstreamConnectionLost(Connection* conn) {
-  std::vector<Call*> calls;
-  for (auto& [id, call] : conn->streams_) calls.push_back(call);
-  conn->streams_.clear();
+  const std::vector<Call*> calls = conn->TakeStreams();
   const bool never_connected = !conn->connected_;
   for (Call* call : calls) {
     call->up = nullptr;
