@@ -56,8 +56,10 @@ constexpr int kBackends = 4;
 // registers again when it resumes), long enough that it sometimes does not.
 constexpr int kTtlSeconds = 3;
 constexpr char kGrace[] = "300ms";
-constexpr absl::Duration kCallDeadline = absl::Seconds(2);
-constexpr absl::Duration kAttemptTimeout = absl::Milliseconds(300);
+// Both scale with the build (x4 under sanitizers): a sanitized proxy answering a healthy backend
+// more slowly than a 300 ms attempt timeout would look like a paused backend.
+const absl::Duration kCallDeadline = Scaled(absl::Seconds(2));
+const absl::Duration kAttemptTimeout = Scaled(absl::Milliseconds(300));
 constexpr int kThreadsPerCaller = 3;
 // Between two calls of one caller thread: steady load without starving the other processes of
 // the two shared cores.
@@ -325,7 +327,8 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
       {BuiltBinary("bin/sluice"), "proxy", "--listen", absl::StrCat("127.0.0.1:", proxy_port),
        "--target", target_, "--policy", "round_robin", "--idempotent", "/Greeter/SayHello",
        // As the library caller: a paused backend costs one short attempt.
-       "--attempt-timeout", "300ms", "--max-attempts", "10",
+       "--attempt-timeout", absl::StrCat(absl::ToInt64Milliseconds(kAttemptTimeout), "ms"),
+       "--max-attempts", "10",
        "--admin", absl::StrCat("127.0.0.1:", admin_port)},
       {}, absl::StrCat(log_dir_, "/proxy.log"));
   ASSERT_TRUE(proxy.ok()) << proxy.status();
