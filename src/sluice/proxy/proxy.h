@@ -1,8 +1,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,6 +15,7 @@
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/metrics.h"
 #include "sluice/proxy/router.h"
+#include "sluice/proxy/tls.h"
 
 namespace sluice::proxy {
 
@@ -48,14 +52,21 @@ struct ProxyOptions {
   // Bytes queued for one socket before the proxy stops pulling frames for it.
   size_t write_buffer_limit = 256 << 10;
   // TLS towards clients (ALPN h2): PEM certificate chain and private key files; empty: plain
-  // HTTP/2. Proxy::Start loads them into tls_context (an SSL_CTX*, owned by the proxy).
+  // HTTP/2. With tls_client_ca_file, a client must present a certificate that CA signed (mTLS).
   std::string tls_cert_file;
   std::string tls_key_file;
-  void* tls_context = nullptr;
+  std::string tls_client_ca_file;
   // TLS towards backends (ALPN h2), verifying their certificates against this PEM CA bundle;
-  // empty: plain HTTP/2. Loaded into backend_tls_context (an SSL_CTX*, owned by the proxy).
+  // empty: plain HTTP/2. The cert and key, when given, are presented to backends (mTLS).
   std::string backend_tls_ca_file;
-  void* backend_tls_context = nullptr;
+  std::string backend_tls_cert_file;
+  std::string backend_tls_key_file;
+  // How often the TLS files are checked for changes; a changed set is loaded once it has stayed
+  // the same for one more check, for new connections only.
+  absl::Duration tls_reload_interval = absl::Milliseconds(500);
+  // Set by Proxy::Start from the files above (owned by the proxy); null: no TLS on that side.
+  const TlsContext* tls_context = nullptr;
+  const TlsContext* backend_tls_context = nullptr;
 };
 
 class Worker;
@@ -66,7 +77,7 @@ class Worker;
 class Proxy {
  public:
   // Binds the listeners and starts the workers. `router` (its balancers made with
-  // manage_channels=false) must outlive the proxy.
+  // manage_channels=false) must outlive the proxy. With TLS, SIGPIPE is ignored process-wide.
   static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options, const Router* router);
   ~Proxy();  // Shutdown(absl::ZeroDuration()) if still running
 
@@ -87,8 +98,24 @@ class Proxy {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
-  void* tls_context_ = nullptr;          // SSL_CTX*, when serving TLS
-  void* backend_tls_context_ = nullptr;  // SSL_CTX*, when backends speak TLS
+  std::unique_ptr<TlsContext> tls_context_;          // when serving TLS
+  std::unique_ptr<TlsContext> backend_tls_context_;  // when backends speak TLS
+
+  // One side's TLS files, how to make its context from them, and where that context lives.
+  struct TlsSide {
+    const char* name;
+    TlsFileWatcher watcher;
+    std::function<absl::StatusOr<SSL_CTX*>()> make;
+    std::unique_ptr<TlsContext>* context;
+  };
+  std::vector<TlsSide> tls_sides_;
+  // Reloads a side's context when its files change, on its own thread (never a worker's): new
+  // connections get the new context, open ones keep theirs.
+  void WatchTlsFiles();
+  std::thread tls_watch_thread_;
+  std::mutex tls_watch_mu_;
+  std::condition_variable tls_watch_cv_;
+  bool tls_watch_stop_ = false;
 };
 
 }  // namespace sluice::proxy

@@ -35,6 +35,7 @@
 #include "sluice/core/log.h"
 #include "sluice/proxy/grpc_util.h"
 #include "sluice/proxy/router.h"
+#include "sluice/proxy/tls.h"
 
 namespace sluice::proxy {
 namespace {
@@ -654,7 +655,7 @@ void Worker::Impl::Accept() {
     conn->peer_ = absl::StrCat(host, ":", port);
     conn->created_ = now_;
     if (options_.tls_context != nullptr) {
-      conn->ssl_ = SSL_new(static_cast<SSL_CTX*>(options_.tls_context));
+      conn->ssl_ = options_.tls_context->NewSsl();
       SSL_set_fd(conn->ssl_, fd);
       SSL_set_accept_state(conn->ssl_);
       conn->handshaking_ = true;
@@ -712,7 +713,7 @@ void Worker::Impl::HandleEvent(Connection* conn, uint32_t events) {
 }
 
 void Worker::Impl::StartBackendTls(Connection* conn) {
-  conn->ssl_ = SSL_new(static_cast<SSL_CTX*>(options_.backend_tls_context));
+  conn->ssl_ = options_.backend_tls_context->NewSsl();
   SSL_set_fd(conn->ssl_, conn->fd_);
   SSL_set_connect_state(conn->ssl_);
   absl::StatusOr<HostPort> hp = ParseHostPort(conn->address_);
@@ -755,10 +756,25 @@ void Worker::Impl::Handshake(Connection* conn) {
     return;
   }
   char reason[256] = "closed";
-  if (unsigned long e = ERR_get_error()) ERR_error_string_n(e, reason, sizeof(reason));
+  const unsigned long e = ERR_get_error();
+  if (e != 0) ERR_error_string_n(e, reason, sizeof(reason));
   metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+  std::string why = reason;
+  if (!conn->upstream() && !options_.tls_client_ca_file.empty()) {
+    // mTLS: say plainly when it was the client's certificate that was refused.
+    const long verify = SSL_get_verify_result(conn->ssl_);
+    if (verify != X509_V_OK) {
+      why = absl::StrCat("client certificate refused: ", X509_verify_cert_error_string(verify),
+                         " (", reason, ")");
+    } else if (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+      why = absl::StrCat("client sent no certificate (", reason, ")");
+    }
+    if (why != reason) {
+      metrics_->client_certificate_rejections_total.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   LogWarning("sluice proxy: TLS handshake with ", conn->upstream() ? "backend " : "client ",
-             conn->peer_, " failed: ", reason);
+             conn->peer_, " failed: ", why);
   MarkDead(conn, "TLS handshake failed");
 }
 
@@ -801,7 +817,18 @@ void Worker::Impl::ReadFrom(Connection* conn) {
     }
     if (n == kWouldBlock) break;
     if (n < 0) {
-      MarkDead(conn, absl::StrCat("read: ", strerror(errno)));
+      std::string why = absl::StrCat("read: ", strerror(errno));
+      if (const unsigned long e = conn->ssl_ != nullptr ? ERR_get_error() : 0; e != 0) {
+        char reason[256];
+        ERR_error_string_n(e, reason, sizeof(reason));
+        why = absl::StrCat("TLS: ", reason);
+        // With TLS 1.3 a backend refuses the proxy's client certificate only after the
+        // handshake, with an alert: say so without debug logging.
+        if (conn->upstream()) {
+          LogWarning("sluice proxy: backend ", conn->peer_, " closed the TLS connection: ", reason);
+        }
+      }
+      MarkDead(conn, why);
       return;
     }
     const ssize_t rv = nghttp2_session_mem_recv(conn->session_, read_buffer_.data(), n);
