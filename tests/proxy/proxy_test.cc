@@ -1429,6 +1429,70 @@ TEST(ProxyTlsTest, ReloadsChangedCertificateForNewConnectionsAndRefusesBadFiles)
   RemoveTree(dir);
 }
 
+TEST(ProxyTlsTest, ConfigFileSetsBackendTlsPerRoute) {
+  const std::string dir = MakeTempDir("route-tls");
+  for (auto [name, ca] :
+       std::vector<std::pair<std::string, std::string>>{{"server-ca", ""},
+                                                        {"backend", "server-ca"},
+                                                        {"clients-ca", ""},
+                                                        {"proxy-client", "clients-ca"}}) {
+    ASSERT_TRUE(MakeCertificate(dir, name, ca).ok()) << name;
+  }
+  // TestService needs mTLS; Greeter is plain although the flags say TLS towards backends.
+  grpc::SslServerCredentialsOptions server_ssl(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  server_ssl.pem_root_certs = ReadWholeFile(dir + "/clients-ca.pem");
+  server_ssl.pem_key_cert_pairs.push_back(
+      {ReadWholeFile(dir + "/backend.key"), ReadWholeFile(dir + "/backend.pem")});
+  auto tests = TestServiceBackend::Start("127.0.0.11", 0, grpc::SslServerCredentials(server_ssl));
+  auto greeter = GreeterBackend::Start("127.0.0.12");
+  ASSERT_TRUE(tests.ok() && greeter.ok());
+  const std::string config = dir + "/routes.json";
+  auto write_config = [&](const std::string& tls) {
+    std::ofstream out(config);
+    out << R"({"routes": [{"service": "grpc.testing.TestService", "target": ")"
+        << (*tests)->address() << R"(",
+                  "tls": )"
+        << tls << R"(}],
+ "default": {"target": ")"
+        << (*greeter)->address() << R"(", "tls": false}})";
+  };
+  write_config(absl::StrCat(R"({"ca": ")", dir, R"(/server-ca.pem", "cert": ")", dir,
+                            R"(/proxy-client.pem", "key": ")", dir, R"(/proxy-client.key"})"));
+  auto proxy =
+      ProxyProcess::Start("", {"--config", config, "--backend-tls-ca", dir + "/server-ca.pem"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto channel = (*proxy)->Channel();
+  auto test_stub = TestService::NewStub(channel);
+  auto greeter_stub = Greeter::NewStub(channel);
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(In(absl::Seconds(5)));
+    grpc::testing::Empty empty;
+    grpc::Status status = test_stub->EmptyCall(&context, empty, &empty);
+    ASSERT_TRUE(status.ok()) << status.error_message() << (*proxy)->process().ReadLog();
+    HelloReply reply;
+    status = SayHello(*greeter_stub, "plain", &reply, absl::Seconds(5));
+    ASSERT_TRUE(status.ok()) << status.error_message() << (*proxy)->process().ReadLog();
+  }
+  EXPECT_EQ((*tests)->calls(), 3);
+  EXPECT_EQ((*greeter)->calls(), 3);
+
+  // A route's TLS file that does not load is refused at start, naming the file and the route.
+  write_config(absl::StrCat(R"({"ca": ")", dir, R"(/openssl.log"})"));
+  std::string log;
+  EXPECT_EQ(RunProxyCommand(dir, {"--config", config}, &log), 2);
+  EXPECT_TRUE(absl::StrContains(log, "route for grpc.testing.TestService") ||
+              absl::StrContains(log, "service grpc.testing.TestService"))
+      << log;
+  EXPECT_TRUE(absl::StrContains(log, dir + "/openssl.log: cannot load")) << log;
+  // A bad "tls" value is refused with the route and the reason.
+  write_config(R"({"cert": "x.pem"})");
+  EXPECT_EQ(RunProxyCommand(dir, {"--config", config}, &log), 2);
+  EXPECT_TRUE(absl::StrContains(log, "\"tls\".\"ca\" is missing")) << log;
+  RemoveTree(dir);
+}
+
 TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {
   auto run = [](std::vector<std::string> args) {
     args.insert(args.begin(), {BuiltBinary("bin/sluice"), "proxy"});

@@ -40,34 +40,56 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
     return absl::InvalidArgumentError(
         "--backend-tls-cert and --backend-tls-key need --backend-tls-ca");
   }
-  const ProxyOptions& o = proxy->options_;  // outlives the reload thread that calls `make`
+  const ProxyOptions& o = proxy->options_;
+  // Each context is loaded here, and again by the reload thread when its files change.
+  std::vector<std::pair<const client::Balancer*, int>> route_sides;  // balancer -> side index
   if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
-    proxy->tls_sides_.push_back(
-        {"listener", TlsFileWatcher({o.tls_cert_file, o.tls_key_file, o.tls_client_ca_file}),
-         [&o] {
-           return MakeServerTlsContext({o.tls_cert_file, o.tls_key_file, o.tls_client_ca_file});
-         },
-         &proxy->tls_context_});
+    ServerTlsFiles files{o.tls_cert_file, o.tls_key_file, o.tls_client_ca_file};
+    proxy->tls_sides_.push_back({"listener",
+                                 TlsFileWatcher({files.cert, files.key, files.client_ca}),
+                                 [files] { return MakeServerTlsContext(files); }, nullptr});
   }
+  const int listener_side = proxy->tls_sides_.empty() ? -1 : 0;
+  int backend_side = -1;
   if (!o.backend_tls_ca_file.empty()) {
-    proxy->tls_sides_.push_back(
-        {"backend connections",
-         TlsFileWatcher({o.backend_tls_ca_file, o.backend_tls_cert_file, o.backend_tls_key_file}),
-         [&o] {
-           return MakeBackendTlsContext(
-               {o.backend_tls_ca_file, o.backend_tls_cert_file, o.backend_tls_key_file});
-         },
-         &proxy->backend_tls_context_});
+    BackendTlsFiles files{o.backend_tls_ca_file, o.backend_tls_cert_file, o.backend_tls_key_file,
+                          ""};
+    backend_side = static_cast<int>(proxy->tls_sides_.size());
+    proxy->tls_sides_.push_back({"backend connections",
+                                 TlsFileWatcher({files.ca, files.cert, files.key}),
+                                 [files] { return MakeBackendTlsContext(files); }, nullptr});
+  }
+  for (size_t i = 0; router != nullptr && i < router->configs().size(); ++i) {
+    const RouteConfig& route = router->configs()[i];
+    const client::Balancer* balancer = router->routes()[i].second;
+    if (route.backend_tls == RouteConfig::BackendTls::kOff) {
+      proxy->options_.route_backend_tls[balancer] = nullptr;  // plain, whatever the flags say
+    } else if (route.backend_tls == RouteConfig::BackendTls::kFiles) {
+      const BackendTlsFiles files = route.backend_tls_files;
+      route_sides.emplace_back(balancer, static_cast<int>(proxy->tls_sides_.size()));
+      proxy->tls_sides_.push_back(
+          {absl::StrCat("backend connections of the ",
+                        route.service.empty() ? std::string("default route")
+                                              : absl::StrCat("route for ", route.service)),
+           TlsFileWatcher({files.ca, files.cert, files.key}),
+           [files] { return MakeBackendTlsContext(files); }, nullptr});
+    }
   }
   // The watchers took the files' state before this first load, so a change made meanwhile is
   // still noticed.
   for (TlsSide& side : proxy->tls_sides_) {
     absl::StatusOr<SSL_CTX*> tls = side.make();
     if (!tls.ok()) return tls.status();
-    *side.context = std::make_unique<TlsContext>(*tls);
+    side.context = std::make_unique<TlsContext>(*tls);
   }
-  proxy->options_.tls_context = proxy->tls_context_.get();
-  proxy->options_.backend_tls_context = proxy->backend_tls_context_.get();
+  auto context_of = [&proxy](int side) -> const TlsContext* {
+    return side < 0 ? nullptr : proxy->tls_sides_[side].context.get();
+  };
+  proxy->options_.tls_context = context_of(listener_side);
+  proxy->options_.backend_tls_context = context_of(backend_side);
+  for (const auto& [balancer, side] : route_sides) {
+    proxy->options_.route_backend_tls[balancer] = context_of(side);
+  }
   if (!proxy->tls_sides_.empty()) {
     // OpenSSL writes to its socket with write(), not send(MSG_NOSIGNAL): without this, a TLS
     // peer that closes while the proxy writes to it would kill the whole process with SIGPIPE.
@@ -124,7 +146,7 @@ void Proxy::WatchTlsFiles() {
             " changed but are refused, the current ones stay in use: ", made.status().message());
         continue;
       }
-      (*side.context)->Replace(*made);
+      side.context->Replace(*made);
       metrics_.tls_reloads_total.fetch_add(1, std::memory_order_relaxed);
       LogInfo("sluice proxy: TLS files of the ", side.name,
               " reloaded; new connections use them, open ones keep theirs");
@@ -135,8 +157,7 @@ void Proxy::WatchTlsFiles() {
 Proxy::~Proxy() {
   Shutdown(absl::ZeroDuration());
   workers_.clear();  // before the contexts their options point to
-  tls_context_.reset();
-  backend_tls_context_.reset();
+  tls_sides_.clear();
 }
 
 }  // namespace sluice::proxy

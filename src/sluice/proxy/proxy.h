@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -67,6 +68,9 @@ struct ProxyOptions {
   // Set by Proxy::Start from the files above (owned by the proxy); null: no TLS on that side.
   const TlsContext* tls_context = nullptr;
   const TlsContext* backend_tls_context = nullptr;
+  // Routes whose config sets "tls": their backends' context (null: plain HTTP/2). Other routes
+  // use backend_tls_context.
+  std::unordered_map<const client::Balancer*, const TlsContext*> route_backend_tls;
 };
 
 class Worker;
@@ -98,15 +102,14 @@ class Proxy {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
-  std::unique_ptr<TlsContext> tls_context_;          // when serving TLS
-  std::unique_ptr<TlsContext> backend_tls_context_;  // when backends speak TLS
 
-  // One side's TLS files, how to make its context from them, and where that context lives.
+  // One TLS context (the listener's, the backends', a route's backends'), its files and how to
+  // make it from them.
   struct TlsSide {
-    const char* name;
+    std::string name;
     TlsFileWatcher watcher;
     std::function<absl::StatusOr<SSL_CTX*>()> make;
-    std::unique_ptr<TlsContext>* context;
+    std::unique_ptr<TlsContext> context;
   };
   std::vector<TlsSide> tls_sides_;
   // Reloads a side's context when its files change, on its own thread (never a worker's): new

@@ -95,18 +95,23 @@ absl::StatusOr<SSL_CTX*> MakeServerTlsContext(const ServerTlsFiles& files) {
 }
 
 absl::StatusOr<SSL_CTX*> MakeBackendTlsContext(const BackendTlsFiles& files) {
+  const std::string ca_name = files.origin.empty() ? "--backend-tls-ca" : files.origin + " \"ca\"";
+  const std::string cert_name =
+      files.origin.empty() ? "--backend-tls-cert" : files.origin + " \"cert\"";
+  const std::string key_name =
+      files.origin.empty() ? "--backend-tls-key" : files.origin + " \"key\"";
   if (files.cert.empty() != files.key.empty()) {
-    return absl::InvalidArgumentError(
-        "a client certificate for backends needs both --backend-tls-cert and --backend-tls-key");
+    return absl::InvalidArgumentError(absl::StrCat("a client certificate for backends needs both ",
+                                                   cert_name, " and ", key_name));
   }
   SSL_CTX* ctx = NewContext(TLS_client_method());
   if (SSL_CTX_load_verify_locations(ctx, files.ca.c_str(), nullptr) != 1) {
-    return OrFree(ctx, absl::InvalidArgumentError(absl::StrCat("--backend-tls-ca ", files.ca,
+    return OrFree(ctx, absl::InvalidArgumentError(absl::StrCat(ca_name, " ", files.ca,
                                                                ": cannot load: ", OpenSslError())));
   }
   if (!files.cert.empty()) {
     absl::Status loaded =
-        LoadKeyPair(ctx, files.cert, files.key, "--backend-tls-cert", "--backend-tls-key");
+        LoadKeyPair(ctx, files.cert, files.key, cert_name.c_str(), key_name.c_str());
     if (!loaded.ok()) return OrFree(ctx, loaded);
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);

@@ -24,6 +24,9 @@ struct BackendTlsFiles {
   std::string ca;
   std::string cert;
   std::string key;
+  // How errors name these files: empty: the --backend-tls-* flags; else this prefix (a config
+  // file's route) and the field ("ca", "cert", "key").
+  std::string origin;
 };
 
 // New SSL_CTXs (caller owns one reference); errors name the flag, the file and the reason.
