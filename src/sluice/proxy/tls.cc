@@ -53,9 +53,9 @@ absl::Status LoadKeyPair(SSL_CTX* ctx, const std::string& cert, const std::strin
   // mismatch"), so the message names both files.
   if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(key_flag, " ", key,
-                                                   ": cannot load, or does not match ", cert_flag,
-                                                   " ", cert, ": ", OpenSslError()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(key_flag, " ", key, ": cannot load, or does not match the certificate ", cert,
+                     ": ", OpenSslError()));
   }
   return absl::OkStatus();
 }
