@@ -1362,6 +1362,13 @@ TEST(ProxyTlsTest, PresentsClientCertificateToBackendsThatRequireOne) {
                             &log),
             2);
   EXPECT_TRUE(absl::StrContains(log, "--backend-tls-key")) << log;
+  // A client certificate without the CA to verify backends with is one too.
+  EXPECT_EQ(
+      RunProxyCommand(
+          dir, {"--target", "127.0.0.11:1", "--backend-tls-cert", cert, "--backend-tls-key", key},
+          &log),
+      2);
+  EXPECT_TRUE(absl::StrContains(log, "needs --backend-tls-ca")) << log;
   RemoveTree(dir);
 }
 
