@@ -5,18 +5,27 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/proxy.h"
 #include "sluice/proxy/router.h"
+#include "sluice/proxy/tls.h"
 
 namespace sluice::proxy {
 namespace {
@@ -109,6 +118,117 @@ TEST(ProxyEventLoopTest, ConnectionClosedWhileAForkedChildSharesItsSocketLeavesE
     waitpid(child, &status, 0);
   }
   (*proxy)->Shutdown(absl::Seconds(1));
+}
+
+// A self-signed certificate with common name `cn` and its key, written to `cert` and `key`
+// through temporary files renamed over them (as a certificate manager would).
+void WriteSelfSigned(const std::string& cn, const std::string& cert, const std::string& key) {
+  EVP_PKEY* pkey = EVP_EC_gen("P-256");
+  X509* x509 = X509_new();
+  ASN1_INTEGER_set(X509_get_serialNumber(x509), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x509), 0);
+  X509_gmtime_adj(X509_getm_notAfter(x509), 3600);
+  X509_set_pubkey(x509, pkey);
+  X509_NAME* name = X509_get_subject_name(x509);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_set_issuer_name(x509, name);
+  X509_sign(x509, pkey, EVP_sha256());
+  FILE* out = fopen((key + ".tmp").c_str(), "w");
+  PEM_write_PrivateKey(out, pkey, nullptr, nullptr, 0, nullptr, nullptr);
+  fclose(out);
+  out = fopen((cert + ".tmp").c_str(), "w");
+  PEM_write_X509(out, x509);
+  fclose(out);
+  rename((key + ".tmp").c_str(), key.c_str());
+  rename((cert + ".tmp").c_str(), cert.c_str());
+  X509_free(x509);
+  EVP_PKEY_free(pkey);
+}
+
+// The common name of the certificate the proxy presents in a TLS handshake (ALPN h2), or "".
+std::string PeerCommonName(SSL_CTX* client, int port) {
+  const int fd = ConnectTo(port);
+  if (fd < 0) return "";
+  SSL* ssl = SSL_new(client);
+  SSL_set_fd(ssl, fd);
+  std::string cn;
+  if (SSL_connect(ssl) == 1) {
+    if (X509* peer = SSL_get1_peer_certificate(ssl)) {
+      char buffer[256] = "";
+      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, buffer,
+                                sizeof(buffer));
+      cn = buffer;
+      X509_free(peer);
+    }
+    SSL_shutdown(ssl);
+  }
+  SSL_free(ssl);
+  close(fd);
+  return cn;
+}
+
+// Workers accept TLS connections on their threads while the reload thread swaps the context:
+// under ThreadSanitizer this must be race-free, and every handshake must succeed on one of the
+// certificates.
+TEST(ProxyEventLoopTest, TlsReloadWhileWorkersAcceptHandshakes) {
+  char dir_template[] = "/tmp/sluice-tls-reload-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string cert = dir + "/cert.pem";
+  const std::string key = dir + "/key.pem";
+  WriteSelfSigned("first", cert, key);
+
+  client::BalancerOptions options;
+  options.target = "static://127.0.0.1:1";
+  options.manage_channels = false;
+  std::vector<RouteConfig> routes;
+  routes.push_back({"", options});
+  auto router = Router::Create(std::move(routes));
+  ASSERT_TRUE(router.ok()) << router.status();
+  ProxyOptions proxy_options;
+  proxy_options.listen = "127.0.0.1:0";
+  proxy_options.workers = 2;
+  proxy_options.tls_cert_file = cert;
+  proxy_options.tls_key_file = key;
+  proxy_options.tls_reload_interval = absl::Milliseconds(10);
+  auto proxy = Proxy::Start(proxy_options, router->get());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  const int port = (*proxy)->port();
+
+  SSL_CTX* client = SSL_CTX_new(TLS_client_method());
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  SSL_CTX_set_alpn_protos(client, kH2, sizeof(kH2));
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0};
+  std::vector<std::set<std::string>> seen(2);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 2; ++c) {
+    clients.emplace_back([&, c] {
+      while (!stop.load()) {
+        const std::string cn = PeerCommonName(client, port);
+        if (cn.empty()) failed.fetch_add(1);
+        seen[c].insert(cn);
+      }
+    });
+  }
+  for (int i = 0; i < 20; ++i) {
+    WriteSelfSigned(i % 2 == 0 ? "second" : "first", cert, key);
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  stop = true;
+  for (auto& thread : clients) thread.join();
+  SSL_CTX_free(client);
+
+  EXPECT_EQ(failed.load(), 0);
+  std::set<std::string> all = seen[0];
+  all.insert(seen[1].begin(), seen[1].end());
+  EXPECT_TRUE(all.count("first") == 1 && all.count("second") == 1);
+  EXPECT_GT((*proxy)->metrics().tls_reloads_total.load(), 0u);
+  (*proxy)->Shutdown(absl::Seconds(1));
+  std::remove(cert.c_str());
+  std::remove(key.c_str());
+  rmdir(dir.c_str());
 }
 
 }  // namespace

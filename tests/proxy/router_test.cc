@@ -106,5 +106,37 @@ TEST(RouteConfigTest, ErrorsNameLineOrRouteAndReason) {
   EXPECT_TRUE(absl::StrContains(router.status().message(), "bogus"));
 }
 
+TEST(RouteConfigTest, TlsPerRouteIsOffFilesOrInherited) {
+  auto routes = ParseRouteConfig(R"({"routes": [
+      {"service": "a.A", "target": "x:1", "tls": {"ca": "ca.pem", "cert": "c.pem", "key": "k.pem"}},
+      {"service": "b.B", "target": "x:1", "tls": false},
+      {"service": "c.C", "target": "x:1"}]})",
+                                 "tls.json", {});
+  ASSERT_TRUE(routes.ok()) << routes.status();
+  ASSERT_EQ(routes->size(), 3u);
+  EXPECT_EQ((*routes)[0].backend_tls, RouteConfig::BackendTls::kFiles);
+  EXPECT_EQ((*routes)[0].backend_tls_files.ca, "ca.pem");
+  EXPECT_EQ((*routes)[0].backend_tls_files.cert, "c.pem");
+  EXPECT_EQ((*routes)[0].backend_tls_files.key, "k.pem");
+  EXPECT_TRUE(absl::StrContains((*routes)[0].backend_tls_files.origin, "route 1 (service a.A)"));
+  EXPECT_EQ((*routes)[1].backend_tls, RouteConfig::BackendTls::kOff);
+  EXPECT_EQ((*routes)[2].backend_tls, RouteConfig::BackendTls::kInherit);
+
+  for (auto [tls, why] : std::vector<std::pair<std::string, std::string>>{
+           {R"(true)", "\"tls\" must be false or"},
+           {R"({"cert": "c.pem", "key": "k.pem"})", "\"tls\".\"ca\" is missing"},
+           {R"({"ca": "ca.pem", "cert": "c.pem"})", "go together"},
+           {R"({"ca": "ca.pem", "crt": "c.pem"})", "unknown field \"tls\".\"crt\""},
+           {R"({"ca": 7})", "\"tls\".\"ca\" must be a file name"}}) {
+    auto bad = ParseRouteConfig(
+        absl::StrCat(R"({"routes": [{"service": "a.A", "target": "x:1", "tls": )", tls, "}]}"),
+        "bad.json", {});
+    ASSERT_FALSE(bad.ok()) << tls;
+    EXPECT_TRUE(absl::StrContains(bad.status().message(), "bad.json: route 1 (service a.A)"))
+        << bad.status();
+    EXPECT_TRUE(absl::StrContains(bad.status().message(), why)) << bad.status();
+  }
+}
+
 }  // namespace
 }  // namespace sluice::proxy

@@ -29,8 +29,11 @@ struct ProxyFlags {
   std::string config;
   std::string tls_cert;
   std::string tls_key;
+  std::string tls_client_ca;
   std::string hash_header;
   std::string backend_tls_ca;
+  std::string backend_tls_cert;
+  std::string backend_tls_key;
   std::string policy = "round_robin";
   std::string policy_config;
   int workers = 1;
@@ -93,7 +96,21 @@ int RunProxy(const ProxyFlags& flags) {
   options.retry_buffer_limit = flags.retry_buffer;
   options.tls_cert_file = flags.tls_cert;
   options.tls_key_file = flags.tls_key;
+  options.tls_client_ca_file = flags.tls_client_ca;
   options.backend_tls_ca_file = flags.backend_tls_ca;
+  options.backend_tls_cert_file = flags.backend_tls_cert;
+  options.backend_tls_key_file = flags.backend_tls_key;
+  if (!flags.tls_client_ca.empty() && flags.tls_cert.empty()) {
+    return UsageError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS first)");
+  }
+  if (flags.backend_tls_cert.empty() != flags.backend_tls_key.empty()) {
+    return UsageError("--backend-tls-cert and --backend-tls-key go together");
+  }
+  if (!flags.backend_tls_cert.empty() && flags.backend_tls_ca.empty()) {
+    return UsageError(
+        "--backend-tls-cert needs --backend-tls-ca (the CA backends are verified "
+        "against)");
+  }
   options.hash_header = absl::AsciiStrToLower(flags.hash_header);
   if (!ParseDurationFlag(flags.max_connection_age, &options.max_connection_age)) {
     return UsageError("--max-connection-age: not a duration: " + flags.max_connection_age);
@@ -188,8 +205,13 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--tls-cert", flags->tls_cert,
                   "Serve clients over TLS (ALPN h2) with this PEM certificate chain");
   cmd->add_option("--tls-key", flags->tls_key, "...and this PEM private key");
+  cmd->add_option("--tls-client-ca", flags->tls_client_ca,
+                  "mTLS: require every client to present a certificate signed by this PEM CA");
   cmd->add_option("--backend-tls-ca", flags->backend_tls_ca,
                   "Reach backends over TLS (ALPN h2), verifying them against this PEM CA bundle");
+  cmd->add_option("--backend-tls-cert", flags->backend_tls_cert,
+                  "mTLS to backends: present this PEM certificate chain...");
+  cmd->add_option("--backend-tls-key", flags->backend_tls_key, "...and this PEM private key");
   cmd->add_option("--policy", flags->policy,
                   "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
                   "ring_hash")

@@ -64,6 +64,15 @@ std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo
   counter("sluice_proxy_attempt_timeouts_total",
           "Attempts given up after --attempt-timeout without an answer from the backend.",
           attempt_timeouts_total.load(r));
+  counter("sluice_proxy_client_certificate_rejections_total",
+          "Client TLS handshakes refused: no client certificate, or one --tls-client-ca did not "
+          "sign.",
+          client_certificate_rejections_total.load(r));
+  counter("sluice_proxy_tls_reloads_total", "TLS certificates reloaded after their files changed.",
+          tls_reloads_total.load(r));
+  counter("sluice_proxy_tls_reload_failures_total",
+          "Changed TLS files that did not load; the previous certificates stayed in use.",
+          tls_reload_failures_total.load(r));
   gauge("sluice_proxy_buffered_bytes", "Message bytes held by the proxy for calls in progress.",
         buffered_bytes.load(r));
 

@@ -45,6 +45,12 @@ class ProxyMetrics {
   std::atomic<uint64_t> protocol_errors_total{0};
   std::atomic<uint64_t> deadline_exceeded_total{0};
   std::atomic<uint64_t> attempt_timeouts_total{0};
+  // Client TLS handshakes refused for the client certificate (missing, or not signed by
+  // --tls-client-ca).
+  std::atomic<uint64_t> client_certificate_rejections_total{0};
+  // TLS contexts rebuilt after their files changed, and changes refused (the old one stays).
+  std::atomic<uint64_t> tls_reloads_total{0};
+  std::atomic<uint64_t> tls_reload_failures_total{0};
   // Request and response bytes the proxy holds for streams right now: what flow control bounds.
   std::atomic<int64_t> buffered_bytes{0};
 

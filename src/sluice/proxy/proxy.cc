@@ -1,79 +1,16 @@
 #include "sluice/proxy/proxy.h"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
+#include <csignal>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "sluice/core/address.h"
 #include "sluice/core/clock.h"
 #include "sluice/core/log.h"
+#include "sluice/proxy/tls.h"
 #include "sluice/proxy/worker.h"
 
 namespace sluice::proxy {
-
-namespace {
-
-// ALPN: gRPC speaks HTTP/2 only, so a client that cannot do h2 is refused in the handshake.
-int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-               unsigned int inlen, void*) {
-  static const unsigned char kH2[] = {2, 'h', '2'};
-  unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kH2, sizeof(kH2), in, inlen) !=
-      OPENSSL_NPN_NEGOTIATED) {
-    return SSL_TLSEXT_ERR_ALERT_FATAL;
-  }
-  *out = selected;
-  return SSL_TLSEXT_ERR_OK;
-}
-
-std::string OpenSslError() {
-  char reason[256] = "unknown error";
-  if (unsigned long e = ERR_get_error()) ERR_error_string_n(e, reason, sizeof(reason));
-  ERR_clear_error();
-  return reason;
-}
-
-absl::StatusOr<SSL_CTX*> MakeServerTlsContext(const std::string& cert, const std::string& key) {
-  if (cert.empty() || key.empty()) {
-    return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
-  }
-  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-  // The proxy retries a blocked write with a longer buffer, and accepts partial writes.
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
-    SSL_CTX_free(ctx);
-    return absl::InvalidArgumentError(
-        absl::StrCat("--tls-cert ", cert, ": cannot load: ", OpenSslError()));
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1) {
-    SSL_CTX_free(ctx);
-    return absl::InvalidArgumentError(
-        absl::StrCat("--tls-key ", key, ": cannot load or does not match: ", OpenSslError()));
-  }
-  SSL_CTX_set_alpn_select_cb(ctx, SelectAlpn, nullptr);
-  return ctx;
-}
-
-absl::StatusOr<SSL_CTX*> MakeBackendTlsContext(const std::string& ca_file) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) {
-    SSL_CTX_free(ctx);
-    return absl::InvalidArgumentError(
-        absl::StrCat("--backend-tls-ca ", ca_file, ": cannot load: ", OpenSslError()));
-  }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  static const unsigned char kH2[] = {2, 'h', '2'};
-  SSL_CTX_set_alpn_protos(ctx, kH2, sizeof(kH2));
-  return ctx;
-}
-
-}  // namespace
 
 Proxy::Proxy(ProxyOptions options) : options_(std::move(options)) {}
 
@@ -95,18 +32,68 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
   }
   if (options.workers < 1) return absl::InvalidArgumentError("--workers must be at least 1");
   std::unique_ptr<Proxy> proxy(new Proxy(options));
-  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
-    absl::StatusOr<SSL_CTX*> tls =
-        MakeServerTlsContext(options.tls_cert_file, options.tls_key_file);
-    if (!tls.ok()) return tls.status();
-    proxy->tls_context_ = *tls;
-    proxy->options_.tls_context = *tls;
+  if (!options.tls_client_ca_file.empty() && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
   }
-  if (!options.backend_tls_ca_file.empty()) {
-    absl::StatusOr<SSL_CTX*> tls = MakeBackendTlsContext(options.backend_tls_ca_file);
+  if ((!options.backend_tls_cert_file.empty() || !options.backend_tls_key_file.empty()) &&
+      options.backend_tls_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--backend-tls-cert and --backend-tls-key need --backend-tls-ca");
+  }
+  const ProxyOptions& o = proxy->options_;
+  // Each context is loaded here, and again by the reload thread when its files change.
+  std::vector<std::pair<const client::Balancer*, int>> route_sides;  // balancer -> side index
+  if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
+    ServerTlsFiles files{o.tls_cert_file, o.tls_key_file, o.tls_client_ca_file};
+    proxy->tls_sides_.push_back({"listener",
+                                 TlsFileWatcher({files.cert, files.key, files.client_ca}),
+                                 [files] { return MakeServerTlsContext(files); }, nullptr});
+  }
+  const int listener_side = proxy->tls_sides_.empty() ? -1 : 0;
+  int backend_side = -1;
+  if (!o.backend_tls_ca_file.empty()) {
+    BackendTlsFiles files{o.backend_tls_ca_file, o.backend_tls_cert_file, o.backend_tls_key_file,
+                          ""};
+    backend_side = static_cast<int>(proxy->tls_sides_.size());
+    proxy->tls_sides_.push_back({"backend connections",
+                                 TlsFileWatcher({files.ca, files.cert, files.key}),
+                                 [files] { return MakeBackendTlsContext(files); }, nullptr});
+  }
+  for (size_t i = 0; router != nullptr && i < router->configs().size(); ++i) {
+    const RouteConfig& route = router->configs()[i];
+    const client::Balancer* balancer = router->routes()[i].second;
+    if (route.backend_tls == RouteConfig::BackendTls::kOff) {
+      proxy->options_.route_backend_tls[balancer] = nullptr;  // plain, whatever the flags say
+    } else if (route.backend_tls == RouteConfig::BackendTls::kFiles) {
+      const BackendTlsFiles files = route.backend_tls_files;
+      route_sides.emplace_back(balancer, static_cast<int>(proxy->tls_sides_.size()));
+      proxy->tls_sides_.push_back(
+          {absl::StrCat("backend connections of the ",
+                        route.service.empty() ? std::string("default route")
+                                              : absl::StrCat("route for ", route.service)),
+           TlsFileWatcher({files.ca, files.cert, files.key}),
+           [files] { return MakeBackendTlsContext(files); }, nullptr});
+    }
+  }
+  // The watchers took the files' state before this first load, so a change made meanwhile is
+  // still noticed.
+  for (TlsSide& side : proxy->tls_sides_) {
+    absl::StatusOr<SSL_CTX*> tls = side.make();
     if (!tls.ok()) return tls.status();
-    proxy->backend_tls_context_ = *tls;
-    proxy->options_.backend_tls_context = *tls;
+    side.context = std::make_unique<TlsContext>(*tls);
+  }
+  auto context_of = [&proxy](int side) -> const TlsContext* {
+    return side < 0 ? nullptr : proxy->tls_sides_[side].context.get();
+  };
+  proxy->options_.tls_context = context_of(listener_side);
+  proxy->options_.backend_tls_context = context_of(backend_side);
+  for (const auto& [balancer, side] : route_sides) {
+    proxy->options_.route_backend_tls[balancer] = context_of(side);
+  }
+  if (!proxy->tls_sides_.empty()) {
+    // OpenSSL writes to its socket with write(), not send(MSG_NOSIGNAL): without this, a TLS
+    // peer that closes while the proxy writes to it would kill the whole process with SIGPIPE.
+    signal(SIGPIPE, SIG_IGN);
   }
   int port = listen->port;
   for (int i = 0; i < options.workers; ++i) {
@@ -120,6 +107,9 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
   for (auto& worker : proxy->workers_) {
     proxy->threads_.emplace_back([w = worker.get()] { w->Run(); });
   }
+  if (!proxy->tls_sides_.empty()) {
+    proxy->tls_watch_thread_ = std::thread([p = proxy.get()] { p->WatchTlsFiles(); });
+  }
   LogInfo("sluice proxy: listening on ", listen->host, ":", port, " with ", options.workers,
           " worker(s)");
   return proxy;
@@ -132,13 +122,42 @@ void Proxy::Shutdown(absl::Duration timeout) {
   for (auto& worker : workers_) worker->BeginShutdown(deadline);
   for (auto& thread : threads_) thread.join();
   threads_.clear();
+  if (tls_watch_thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(tls_watch_mu_);
+      tls_watch_stop_ = true;
+    }
+    tls_watch_cv_.notify_all();
+    tls_watch_thread_.join();
+  }
+}
+
+void Proxy::WatchTlsFiles() {
+  std::unique_lock<std::mutex> lock(tls_watch_mu_);
+  while (!tls_watch_cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.tls_reload_interval),
+                                 [this] { return tls_watch_stop_; })) {
+    for (TlsSide& side : tls_sides_) {
+      if (!side.watcher.Poll()) continue;
+      absl::StatusOr<SSL_CTX*> made = side.make();
+      if (!made.ok()) {
+        metrics_.tls_reload_failures_total.fetch_add(1, std::memory_order_relaxed);
+        LogWarning(
+            "sluice proxy: TLS files of the ", side.name,
+            " changed but are refused, the current ones stay in use: ", made.status().message());
+        continue;
+      }
+      side.context->Replace(*made);
+      metrics_.tls_reloads_total.fetch_add(1, std::memory_order_relaxed);
+      LogInfo("sluice proxy: TLS files of the ", side.name,
+              " reloaded; new connections use them, open ones keep theirs");
+    }
+  }
 }
 
 Proxy::~Proxy() {
   Shutdown(absl::ZeroDuration());
-  workers_.clear();  // their connections hold SSL objects of the context
-  if (tls_context_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(tls_context_));
-  if (backend_tls_context_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(backend_tls_context_));
+  workers_.clear();  // before the contexts their options point to
+  tls_sides_.clear();
 }
 
 }  // namespace sluice::proxy

@@ -1,10 +1,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -12,6 +16,7 @@
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/metrics.h"
 #include "sluice/proxy/router.h"
+#include "sluice/proxy/tls.h"
 
 namespace sluice::proxy {
 
@@ -48,14 +53,24 @@ struct ProxyOptions {
   // Bytes queued for one socket before the proxy stops pulling frames for it.
   size_t write_buffer_limit = 256 << 10;
   // TLS towards clients (ALPN h2): PEM certificate chain and private key files; empty: plain
-  // HTTP/2. Proxy::Start loads them into tls_context (an SSL_CTX*, owned by the proxy).
+  // HTTP/2. With tls_client_ca_file, a client must present a certificate that CA signed (mTLS).
   std::string tls_cert_file;
   std::string tls_key_file;
-  void* tls_context = nullptr;
+  std::string tls_client_ca_file;
   // TLS towards backends (ALPN h2), verifying their certificates against this PEM CA bundle;
-  // empty: plain HTTP/2. Loaded into backend_tls_context (an SSL_CTX*, owned by the proxy).
+  // empty: plain HTTP/2. The cert and key, when given, are presented to backends (mTLS).
   std::string backend_tls_ca_file;
-  void* backend_tls_context = nullptr;
+  std::string backend_tls_cert_file;
+  std::string backend_tls_key_file;
+  // How often the TLS files are checked for changes; a changed set is loaded once it has stayed
+  // the same for one more check, for new connections only.
+  absl::Duration tls_reload_interval = absl::Milliseconds(500);
+  // Set by Proxy::Start from the files above (owned by the proxy); null: no TLS on that side.
+  const TlsContext* tls_context = nullptr;
+  const TlsContext* backend_tls_context = nullptr;
+  // Routes whose config sets "tls": their backends' context (null: plain HTTP/2). Other routes
+  // use backend_tls_context.
+  std::unordered_map<const client::Balancer*, const TlsContext*> route_backend_tls;
 };
 
 class Worker;
@@ -66,7 +81,7 @@ class Worker;
 class Proxy {
  public:
   // Binds the listeners and starts the workers. `router` (its balancers made with
-  // manage_channels=false) must outlive the proxy.
+  // manage_channels=false) must outlive the proxy. With TLS, SIGPIPE is ignored process-wide.
   static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options, const Router* router);
   ~Proxy();  // Shutdown(absl::ZeroDuration()) if still running
 
@@ -87,8 +102,23 @@ class Proxy {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
-  void* tls_context_ = nullptr;          // SSL_CTX*, when serving TLS
-  void* backend_tls_context_ = nullptr;  // SSL_CTX*, when backends speak TLS
+
+  // One TLS context (the listener's, the backends', a route's backends'), its files and how to
+  // make it from them.
+  struct TlsSide {
+    std::string name;
+    TlsFileWatcher watcher;
+    std::function<absl::StatusOr<SSL_CTX*>()> make;
+    std::unique_ptr<TlsContext> context;
+  };
+  std::vector<TlsSide> tls_sides_;
+  // Reloads a side's context when its files change, on its own thread (never a worker's): new
+  // connections get the new context, open ones keep theirs.
+  void WatchTlsFiles();
+  std::thread tls_watch_thread_;
+  std::mutex tls_watch_mu_;
+  std::condition_variable tls_watch_cv_;
+  bool tls_watch_stop_ = false;
 };
 
 }  // namespace sluice::proxy

@@ -35,6 +35,46 @@ absl::Status RouteError(const std::string& file, const std::string& where, const
   return absl::InvalidArgumentError(absl::StrCat(file, ": ", where, ": ", why));
 }
 
+// "tls": false (plain HTTP/2 to this route's backends, whatever the flags say) or
+// {"ca": FILE, "cert": FILE, "key": FILE} (cert and key optional, together).
+absl::Status ParseRouteTls(const nlohmann::json& value, const std::string& file,
+                           const std::string& where, RouteConfig& route) {
+  if (value.is_boolean() && !value.get<bool>()) {
+    route.backend_tls = RouteConfig::BackendTls::kOff;
+    return absl::OkStatus();
+  }
+  if (!value.is_object()) {
+    return RouteError(file, where,
+                      "\"tls\" must be false or {\"ca\": FILE, \"cert\": FILE, \"key\": FILE}");
+  }
+  BackendTlsFiles& files = route.backend_tls_files;
+  for (const auto& [key, v] : value.items()) {
+    std::string* field = key == "ca"     ? &files.ca
+                         : key == "cert" ? &files.cert
+                         : key == "key"  ? &files.key
+                                         : nullptr;
+    if (field == nullptr) {
+      return RouteError(
+          file, where,
+          absl::StrCat("unknown field \"tls\".\"", key, "\" (expected ca, cert, key)"));
+    }
+    if (!v.is_string() || v.get<std::string>().empty()) {
+      return RouteError(file, where, absl::StrCat("\"tls\".\"", key, "\" must be a file name"));
+    }
+    *field = v.get<std::string>();
+  }
+  if (files.ca.empty()) {
+    return RouteError(file, where,
+                      "\"tls\".\"ca\" is missing (the CA backends are verified against)");
+  }
+  if (files.cert.empty() != files.key.empty()) {
+    return RouteError(file, where, "\"tls\".\"cert\" and \"tls\".\"key\" go together");
+  }
+  files.origin = absl::StrCat(file, ": ", where, ": \"tls\"");
+  route.backend_tls = RouteConfig::BackendTls::kFiles;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RouteConfig> ParseRoute(const nlohmann::json& j, const std::string& file,
                                        const std::string& where, bool is_default,
                                        const client::BalancerOptions& base) {
@@ -87,6 +127,9 @@ absl::StatusOr<RouteConfig> ParseRoute(const nlohmann::json& j, const std::strin
         return RouteError(file, where, "\"retry_budget_min\" must be a whole number >= 0");
       }
       route.balancer.retry.budget_min = value.get<int>();
+    } else if (key == "tls") {
+      absl::Status tls = ParseRouteTls(value, file, where, route);
+      if (!tls.ok()) return tls;
     } else {
       return RouteError(file, where, absl::StrCat("unknown field \"", key, "\""));
     }
@@ -164,6 +207,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Create(std::vector<RouteConfig> 
     client::Balancer* b = balancer->get();
     router->owned_.push_back(std::move(*balancer));
     router->routes_.emplace_back(route.service, b);
+    router->configs_.push_back(route);
     if (route.service.empty()) {
       router->default_ = b;
     } else {

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "sluice/client/balancer.h"
+#include "sluice/proxy/tls.h"
 
 namespace sluice::proxy {
 
@@ -17,6 +18,11 @@ namespace sluice::proxy {
 struct RouteConfig {
   std::string service;
   client::BalancerOptions balancer;
+  // TLS towards this route's backends ("tls" in the config): inherit the --backend-tls-* flags,
+  // off (plain HTTP/2), or these files.
+  enum class BackendTls { kInherit, kOff, kFiles };
+  BackendTls backend_tls = BackendTls::kInherit;
+  BackendTlsFiles backend_tls_files;
 };
 
 // Parses a --config file (JSON):
@@ -24,7 +30,9 @@ struct RouteConfig {
 //                "policy": "least_request", "policy_config": {...},
 //                "idempotent": ["/helloworld.Greeter/SayHello"], "max_attempts": 3,
 //                "attempt_timeout": "200ms", "retry_budget_ratio": 0.2,
-//                "retry_budget_min": 3}, ...],
+//                "retry_budget_min": 3,
+//                "tls": {"ca": "ca.pem", "cert": "proxy.pem", "key": "proxy.key"} or false},
+//               ...],
 //    "default": {"target": "...", ...}}
 // Errors name the file, the line and column for syntax errors, and the route and field for
 // the rest. Balancer options not in the file keep `base`'s values.
@@ -42,6 +50,8 @@ class Router {
   client::Balancer* ForPath(absl::string_view path) const;
   // Every balancer with its service ("" for the default route).
   const std::vector<std::pair<std::string, client::Balancer*>>& routes() const { return routes_; }
+  // The configs the routes were made from, in the order of routes().
+  const std::vector<RouteConfig>& configs() const { return configs_; }
   // True when every route has an endpoint.
   bool Ready() const;
   // All routes' backends, for the admin endpoint.
@@ -51,6 +61,7 @@ class Router {
   Router() = default;
   std::vector<std::unique_ptr<client::Balancer>> owned_;
   std::vector<std::pair<std::string, client::Balancer*>> routes_;
+  std::vector<RouteConfig> configs_;
   std::unordered_map<std::string, client::Balancer*> by_service_;
   client::Balancer* default_ = nullptr;
 };

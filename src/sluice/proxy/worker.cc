@@ -38,6 +38,7 @@
 #include "sluice/proxy/header_block.h"
 #include "sluice/proxy/router.h"
 #include "sluice/proxy/session_allocator.h"
+#include "sluice/proxy/tls.h"
 
 namespace sluice::proxy {
 namespace {
@@ -162,6 +163,9 @@ class Connection {
   int fd_;
   SessionContext context_{nullptr, this};
   SSL* ssl_ = nullptr;  // client connections with --tls-cert
+  // Backend connections: the TLS context they use (null: plain), and their pool in pools_.
+  const TlsContext* tls_ = nullptr;
+  std::string pool_key_;
   bool handshaking_ = false;
   nghttp2_session* session_ = nullptr;
   std::string out_;
@@ -342,8 +346,12 @@ class Worker::Impl {
   void OnUpstreamResponseHeaders(Call* call, bool end_stream);
   void OnUpstreamEnded(Call* call);
   void OnAttemptTimeout(Call* call);
-  Connection* UpstreamFor(const std::string& address);
-  Connection* ConnectUpstream(const std::string& address);
+  // A connection to `address` that uses `tls` (null: plain HTTP/2).
+  Connection* UpstreamFor(const std::string& address, const TlsContext* tls);
+  Connection* ConnectUpstream(const std::string& address, const TlsContext* tls,
+                              const std::string& pool_key);
+  // TLS towards the backends of a call's route.
+  const TlsContext* BackendTlsFor(const client::Balancer* balancer) const;
   BackendMetrics* MetricsFor(const std::string& address);
 
   const int index_;
@@ -694,7 +702,7 @@ void Worker::Impl::Accept() {
     conn->peer_ = absl::StrCat(host, ":", port);
     conn->created_ = now_;
     if (options_.tls_context != nullptr) {
-      conn->ssl_ = SSL_new(static_cast<SSL_CTX*>(options_.tls_context));
+      conn->ssl_ = options_.tls_context->NewSsl();
       SSL_set_fd(conn->ssl_, fd);
       SSL_set_accept_state(conn->ssl_);
       conn->handshaking_ = true;
@@ -735,7 +743,7 @@ void Worker::Impl::HandleEvent(Connection* conn, uint32_t events) {
     }
     if ((events & EPOLLOUT) == 0) return;
     conn->connecting_ = false;
-    if (options_.backend_tls_context != nullptr) {
+    if (conn->tls_ != nullptr) {
       StartBackendTls(conn);  // connected_ once the handshake is done
       return;
     }
@@ -752,7 +760,7 @@ void Worker::Impl::HandleEvent(Connection* conn, uint32_t events) {
 }
 
 void Worker::Impl::StartBackendTls(Connection* conn) {
-  conn->ssl_ = SSL_new(static_cast<SSL_CTX*>(options_.backend_tls_context));
+  conn->ssl_ = conn->tls_->NewSsl();
   SSL_set_fd(conn->ssl_, conn->fd_);
   SSL_set_connect_state(conn->ssl_);
   absl::StatusOr<HostPort> hp = ParseHostPort(conn->address_);
@@ -795,10 +803,25 @@ void Worker::Impl::Handshake(Connection* conn) {
     return;
   }
   char reason[256] = "closed";
-  if (unsigned long e = ERR_get_error()) ERR_error_string_n(e, reason, sizeof(reason));
+  const unsigned long e = ERR_get_error();
+  if (e != 0) ERR_error_string_n(e, reason, sizeof(reason));
   metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
+  std::string why = reason;
+  if (!conn->upstream() && !options_.tls_client_ca_file.empty()) {
+    // mTLS: say plainly when it was the client's certificate that was refused.
+    const long verify = SSL_get_verify_result(conn->ssl_);
+    if (verify != X509_V_OK) {
+      why = absl::StrCat("client certificate refused: ", X509_verify_cert_error_string(verify),
+                         " (", reason, ")");
+    } else if (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+      why = absl::StrCat("client sent no certificate (", reason, ")");
+    }
+    if (why != reason) {
+      metrics_->client_certificate_rejections_total.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   LogWarning("sluice proxy: TLS handshake with ", conn->upstream() ? "backend " : "client ",
-             conn->peer_, " failed: ", reason);
+             conn->peer_, " failed: ", why);
   MarkDead(conn, "TLS handshake failed");
 }
 
@@ -841,7 +864,18 @@ void Worker::Impl::ReadFrom(Connection* conn) {
     }
     if (n == kWouldBlock) break;
     if (n < 0) {
-      MarkDead(conn, absl::StrCat("read: ", strerror(errno)));
+      std::string why = absl::StrCat("read: ", strerror(errno));
+      if (const unsigned long e = conn->ssl_ != nullptr ? ERR_get_error() : 0; e != 0) {
+        char reason[256];
+        ERR_error_string_n(e, reason, sizeof(reason));
+        why = absl::StrCat("TLS: ", reason);
+        // With TLS 1.3 a backend refuses the proxy's client certificate only after the
+        // handshake, with an alert: say so without debug logging.
+        if (conn->upstream()) {
+          LogWarning("sluice proxy: backend ", conn->peer_, " closed the TLS connection: ", reason);
+        }
+      }
+      MarkDead(conn, why);
       return;
     }
     const ssize_t rv = nghttp2_session_mem_recv(conn->session_, read_buffer_.data(), n);
@@ -940,7 +974,7 @@ void Worker::Impl::CloseDead() {
   for (Connection* conn : dead) {
     if (conn->upstream()) {
       OnUpstreamConnectionLost(conn);
-      auto& pool = pools_[conn->address_];
+      auto& pool = pools_[conn->pool_key_];
       pool.erase(std::remove(pool.begin(), pool.end(), conn), pool.end());
       metrics_->upstream_connections.fetch_sub(1, std::memory_order_relaxed);
     } else {
@@ -1248,7 +1282,7 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   ++call->attempts;
   call->balancer->OnCallStarted(*call->backend);
 
-  Connection* up = UpstreamFor(call->backend->address());
+  Connection* up = UpstreamFor(call->backend->address(), BackendTlsFor(call->balancer));
   if (up == nullptr) {
     RetryOrFail(call, grpc::StatusCode::UNAVAILABLE,
                 absl::StrCat("cannot connect to backend ", call->backend->address()), true);
@@ -1296,8 +1330,20 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   }
 }
 
-Connection* Worker::Impl::UpstreamFor(const std::string& address) {
-  auto& pool = pools_[address];
+const TlsContext* Worker::Impl::BackendTlsFor(const client::Balancer* balancer) const {
+  if (options_.route_backend_tls.empty()) return options_.backend_tls_context;
+  auto it = options_.route_backend_tls.find(balancer);
+  return it == options_.route_backend_tls.end() ? options_.backend_tls_context : it->second;
+}
+
+Connection* Worker::Impl::UpstreamFor(const std::string& address, const TlsContext* tls) {
+  // Routes with their own TLS settings keep their own connections to a backend they share.
+  std::string route_key;  // stays empty (no allocation) for the common case
+  if (tls != options_.backend_tls_context) {
+    route_key = absl::StrCat(address, " tls@", reinterpret_cast<uintptr_t>(tls));
+  }
+  const std::string& pool_key = route_key.empty() ? address : route_key;
+  auto& pool = pools_[pool_key];
   Connection* best = nullptr;
   size_t usable = 0;
   for (Connection* conn : pool) {
@@ -1310,13 +1356,14 @@ Connection* Worker::Impl::UpstreamFor(const std::string& address) {
     if (best == nullptr || conn->stream_count() < best->stream_count()) best = conn;
   }
   if (usable < static_cast<size_t>(options_.max_upstream_connections) || best == nullptr) {
-    if (Connection* fresh = ConnectUpstream(address)) return fresh;
+    if (Connection* fresh = ConnectUpstream(address, tls, pool_key)) return fresh;
   }
   // Every connection is full: nghttp2 queues the stream until the backend allows it.
   return best;
 }
 
-Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
+Connection* Worker::Impl::ConnectUpstream(const std::string& address, const TlsContext* tls,
+                                          const std::string& pool_key) {
   absl::StatusOr<HostPort> hp = ParseHostPort(address);
   if (!hp.ok()) return nullptr;
   addrinfo hints{};
@@ -1350,7 +1397,9 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   conn->address_ = address;
   conn->peer_ = address;
   // With TLS, even an immediate connect goes through the EPOLLOUT path, which starts TLS.
-  conn->connecting_ = rc != 0 || options_.backend_tls_context != nullptr;
+  conn->tls_ = tls;
+  conn->pool_key_ = pool_key;
+  conn->connecting_ = rc != 0 || tls != nullptr;
   conn->connected_ = !conn->connecting_;
   conn->last_used_ = now_;
   nghttp2_session_client_new3(&conn->session_, client_callbacks_, &conn->context_,
@@ -1367,7 +1416,7 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address) {
   conn->epollout_ = conn->connecting_;
   ev.data.u64 = reinterpret_cast<uint64_t>(conn);
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-  pools_[address].push_back(conn);
+  pools_[pool_key].push_back(conn);
   conns_.emplace(conn, std::move(owned));
   metrics_->upstream_connections.fetch_add(1, std::memory_order_relaxed);
   return conn;
