@@ -68,7 +68,8 @@ std::pair<int, std::string> ProxyProcess::Get(const std::string& path) const {
   while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) response.append(buf, n);
   close(fd);
   int status = 0;
-  if (response.size() > 12) absl::SimpleAtoi(response.substr(9, 3), &status);
+  // "HTTP/1.1 200 ...": a status line that does not parse counts as no answer.
+  if (response.size() > 12 && !absl::SimpleAtoi(response.substr(9, 3), &status)) status = 0;
   const size_t body = response.find("\r\n\r\n");
   return {status, body == std::string::npos ? "" : response.substr(body + 4)};
 }
