@@ -14,7 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "etcd_process.h"
 #include "greeter_backend.h"
-#include "load.h"
+#include "greeter_load.h"
 #include "process.h"
 #include "sluice/client/call.h"
 #include "sluice/registry/registrar.h"

@@ -32,9 +32,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "etcd_process.h"
+#include "greeter_backend.h"
+#include "greeter_load.h"
 #include "gtest/gtest.h"
 #include "helloworld.grpc.pb.h"
 #include "process.h"
+#include "proxy_process.h"
 #include "sluice/client/balancer.h"
 #include "sluice/client/call.h"
 #include "sluice/discovery/discovery.h"
@@ -148,83 +151,44 @@ class RegistryLog {
   int64_t removals_ = 0;
 };
 
-struct Failure {
-  absl::Time start;
-  absl::Time end;
-  grpc::StatusCode code;
-  std::string message;
-};
-
 struct LateAnswer {
   std::string backend;
   absl::Time start;
   absl::Time end;
 };
 
-// One caller: threads calling SayHello back to back, keeping only counts, failures and answers
-// that look late (so memory stays flat however long the run).
-class Caller {
- public:
-  // Makes one call with a deadline kCallDeadline from now; fills the reply.
-  using CallFn = std::function<grpc::Status(HelloReply* reply)>;
-
-  Caller(std::string name, CallFn call, RegistryLog& registry)
-      : name_(std::move(name)), call_(std::move(call)), registry_(registry) {}
+// One caller under load, keeping only counts, failures and the answers that looked late when
+// they arrived, so memory stays flat however long the run.
+struct Caller {
+  explicit Caller(std::string name) : name(std::move(name)) {}
   ~Caller() { Stop(); }
 
-  void Start() {
-    for (int i = 0; i < kThreadsPerCaller; ++i) threads_.emplace_back([this] { Run(); });
+  void Start(testing::GreeterLoad::CallFn call, RegistryLog& registry) {
+    testing::LoadOptions options;
+    options.threads = kThreadsPerCaller;
+    options.think_time = kThinkTime;
+    options.keep_latencies = false;  // this process's RSS is measured
+    options.on_answer = [this, &registry](const std::string& backend, absl::Time start,
+                                          absl::Time end) {
+      if (!registry.OutOfRegistry(backend, start, end, Scaled(absl::Milliseconds(100)))
+               .has_value()) {
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      if (suspects.size() < 1000) suspects.push_back({backend, start, end});
+    };
+    load = std::make_unique<testing::GreeterLoad>(std::move(call), std::move(options));
   }
   void Stop() {
-    stop_.store(true);
-    for (auto& thread : threads_) {
-      if (thread.joinable()) thread.join();
-    }
+    if (load != nullptr) result = load->Stop();
+    load.reset();
   }
 
-  const std::string& name() const { return name_; }
-  int64_t ok() const { return ok_.load(); }
-  // Valid after Stop().
-  const std::vector<Failure>& failures() const { return failures_; }
-  const std::vector<LateAnswer>& suspects() const { return suspects_; }
-  const std::map<std::string, int64_t>& by_backend() const { return by_backend_; }
-
- private:
-  void Run() {
-    while (!stop_.load()) {
-      HelloReply reply;
-      absl::Time start = absl::Now();
-      grpc::Status status = call_(&reply);
-      absl::Time end = absl::Now();
-      if (status.ok()) {
-        ok_.fetch_add(1);
-        size_t at = reply.message().rfind("I am ");
-        std::string backend = at == std::string::npos ? "?" : reply.message().substr(at + 5);
-        bool suspect = registry_.OutOfRegistry(backend, start, end, Scaled(absl::Milliseconds(100)))
-                           .has_value();
-        std::lock_guard<std::mutex> lock(mu_);
-        ++by_backend_[backend];
-        if (suspect && suspects_.size() < 1000) suspects_.push_back({backend, start, end});
-      } else {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (failures_.size() < 100000) {
-          failures_.push_back({start, end, status.error_code(), status.error_message()});
-        }
-      }
-      absl::SleepFor(kThinkTime);
-    }
-  }
-
-  const std::string name_;
-  const CallFn call_;
-  RegistryLog& registry_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int64_t> ok_{0};
-  std::mutex mu_;
-  std::vector<Failure> failures_;
-  std::vector<LateAnswer> suspects_;
-  std::map<std::string, int64_t> by_backend_;
-  std::vector<std::thread> threads_;
+  const std::string name;
+  std::mutex mu;
+  std::vector<LateAnswer> suspects;  // read after Stop()
+  std::unique_ptr<testing::GreeterLoad> load;
+  testing::LoadResult result;  // after Stop()
 };
 
 // What the chaos did, with times, to explain failures.
@@ -321,19 +285,13 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   ASSERT_TRUE(WaitFor([&] { return registry.Registered() == kBackends; }, absl::Seconds(10)));
 
   // The proxy, on the same target.
-  const int proxy_port = FreePort();
-  const int admin_port = FreePort();
-  auto proxy = ChildProcess::Start(
-      {BuiltBinary("bin/sluice"), "proxy", "--listen", absl::StrCat("127.0.0.1:", proxy_port),
-       "--target", target_, "--policy", "round_robin", "--idempotent", "/Greeter/SayHello",
-       // As the library caller: a paused backend costs one short attempt.
-       "--attempt-timeout", absl::StrCat(absl::ToInt64Milliseconds(kAttemptTimeout), "ms"),
-       "--max-attempts", "10",
-       "--admin", absl::StrCat("127.0.0.1:", admin_port)},
-      {}, absl::StrCat(log_dir_, "/proxy.log"));
+  auto proxy = testing::ProxyProcess::Start(
+      target_, {"--policy", "round_robin", "--idempotent", "/Greeter/SayHello",
+                // As the library caller: a paused backend costs one short attempt.
+                "--attempt-timeout",
+                 absl::StrCat(absl::ToInt64Milliseconds(kAttemptTimeout), "ms"),
+                 "--max-attempts", "10"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
-  ASSERT_TRUE(WaitFor([&] { return CanConnect("127.0.0.1", proxy_port); }, absl::Seconds(10)))
-      << proxy->ReadLog();
 
   // Caller 1: the client library, SayHello idempotent, a paused backend costs one short attempt.
   client::BalancerOptions options;
@@ -346,50 +304,20 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   auto balancer = client::Balancer::Create(options);
   ASSERT_TRUE(balancer.ok()) << balancer.status();
   ASSERT_TRUE((*balancer)->WaitForReady(kBackends, absl::Seconds(10)));
-  HelloRequest request;
-  request.set_name("chaos");
-  Caller library(
-      "library",
-      [&](HelloReply* reply) {
-        client::CallOptions call;
-        call.method = "/Greeter/SayHello";
-        // On the balancer's clock (monotonic), not absl::Now(): a wall-clock time there is decades
-        // ahead of it, so the call would have no deadline at all.
-        call.deadline = (*balancer)->clock().Now() + kCallDeadline;
-        return client::UnaryCall(**balancer, &Greeter::Stub::SayHello, call, request, reply);
-      },
-      registry);
 
   // Caller 2: a plain gRPC client of the proxy, no retries of its own, so every failure it sees
   // is the proxy's.
-  auto proxy_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", proxy_port),
-                                           grpc::InsecureChannelCredentials());
-  auto proxy_stub = Greeter::NewStub(proxy_channel);
-  Caller via_proxy(
-      "proxy",
-      [&](HelloReply* reply) {
-        grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
-        return proxy_stub->SayHello(&context, request, reply);
-      },
-      registry);
+  auto proxy_stub = Greeter::NewStub((*proxy)->Channel());
   {
     HelloReply reply;
-    grpc::Status first;
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          grpc::ClientContext context;
-          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-          first = proxy_stub->SayHello(&context, request, &reply);
-          return first.ok();
-        },
-        absl::Seconds(10)))
-        << first.error_message() << "\n"
-        << proxy->ReadLog();
+    grpc::Status first = testing::SayHelloUntilAnswered(*proxy_stub, &reply, absl::Seconds(10));
+    ASSERT_TRUE(first.ok()) << first.error_message() << "\n" << (*proxy)->process().ReadLog();
   }
 
-  library.Start();
-  via_proxy.Start();
+  Caller library("library");
+  Caller via_proxy("proxy");
+  library.Start(testing::GreeterLoad::ViaBalancer(**balancer, kCallDeadline), registry);
+  via_proxy.Start(testing::GreeterLoad::ViaStub(*proxy_stub, kCallDeadline), registry);
   const absl::Time t0 = absl::Now();
   const absl::Time end = t0 + run_for;
   const absl::Time all_paused_at = t0 + run_for / 2;
@@ -423,7 +351,7 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
         if (slot.state == State::kPaused && absl::Now() >= slot.resume_at) resume(slot);
       }
       if (rss_self_start < 0 && absl::Now() >= t0 + warm_up) {
-        rss_proxy_start = RssKb(proxy->pid());
+        rss_proxy_start = RssKb((*proxy)->process().pid());
         rss_self_start = RssKb(getpid());
       }
     }
@@ -501,7 +429,7 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   for (Slot& slot : slots) {
     if (slot.state == State::kPaused) resume(slot);
   }
-  const int64_t rss_proxy_end = RssKb(proxy->pid());
+  const int64_t rss_proxy_end = RssKb((*proxy)->process().pid());
   const int64_t rss_self_end = RssKb(getpid());
   library.Stop();
   via_proxy.Stop();
@@ -516,7 +444,7 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
 
   // Why each failed call failed, from what the chaos did while it was in flight.
   const absl::Duration slack = Scaled(absl::Milliseconds(500));
-  auto cause_of = [&](const Failure& f) -> std::string {
+  auto cause_of = [&](const testing::TimedFailure& f) -> std::string {
     const absl::Time deadline = f.start + kCallDeadline;
     for (const Interval& all : chaos.all_paused) {
       if (!all.Overlaps(f.start, f.end)) continue;
@@ -551,7 +479,7 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   for (Caller* caller : {&library, &via_proxy}) {
     std::map<std::string, int64_t> by_cause, by_code;
     std::vector<std::string> samples;
-    for (const Failure& f : caller->failures()) {
+    for (const testing::TimedFailure& f : caller->result.failures) {
       std::string cause = cause_of(f);
       ++by_cause[cause];
       ++by_code[absl::StrCat(f.code)];
@@ -561,25 +489,25 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
       }
     }
     std::string answered;
-    for (const auto& [backend, count] : caller->by_backend())
+    for (const auto& [backend, count] : caller->result.by_backend)
       absl::StrAppend(&answered, " ", backend, "=", count);
     std::string causes, codes;
     for (const auto& [cause, count] : by_cause) absl::StrAppend(&causes, " [", cause, "]=", count);
     for (const auto& [code, count] : by_code) absl::StrAppend(&codes, " code", code, "=", count);
-    Report(absl::StrCat(caller->name(), ": calls=", caller->ok() + caller->failures().size(),
-                        " ok=", caller->ok(), " failed=", caller->failures().size(),
+    Report(absl::StrCat(caller->name, ": calls=", caller->result.ok + caller->result.failed,
+                        " ok=", caller->result.ok, " failed=", caller->result.failed,
                         " by code:", codes.empty() ? " none" : codes,
                         " by cause:", causes.empty() ? " none" : causes));
-    Report(absl::StrCat(caller->name(), ": answered by", answered));
-    for (const std::string& sample : samples) Report(absl::StrCat(caller->name(), ": ", sample));
+    Report(absl::StrCat(caller->name, ": answered by", answered));
+    for (const std::string& sample : samples) Report(absl::StrCat(caller->name, ": ", sample));
 
     // Answers that looked late when they arrived, judged again with every registration seen.
-    for (const LateAnswer& late : caller->suspects()) {
+    for (const LateAnswer& late : caller->suspects) {
       auto out = registry.OutOfRegistry(late.backend, late.start, late.end,
                                         Scaled(absl::Milliseconds(100)));
       if (!out.has_value()) continue;
       ++late_total;
-      ADD_FAILURE() << caller->name() << ": call started at " << At(late.start, t0)
+      ADD_FAILURE() << caller->name << ": call started at " << At(late.start, t0)
                     << " was answered by " << late.backend << ", out of the registry for "
                     << absl::FormatDuration(*out);
     }
@@ -594,13 +522,13 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
     strict = caller == &library;
 #endif
     if (strict) {
-      EXPECT_EQ(caller->failures().size(),
+      EXPECT_EQ(caller->result.failures.size(),
                 static_cast<size_t>(by_cause["deadline passed while every backend was paused"]))
-          << caller->name() << " calls failed outside the all-paused moment";
+          << caller->name << " calls failed outside the all-paused moment";
     } else {
-      EXPECT_EQ(by_cause["unexplained"], 0) << caller->name() << " calls failed unexplained";
+      EXPECT_EQ(by_cause["unexplained"], 0) << caller->name << " calls failed unexplained";
     }
-    EXPECT_GT(caller->ok(), 1000) << caller->name() << " made too few calls";
+    EXPECT_GT(caller->result.ok, 1000) << caller->name << " made too few calls";
   }
   Report(absl::StrCat("answers from a backend more than ",
                       absl::FormatDuration(Scaled(absl::Milliseconds(100))),
@@ -628,8 +556,9 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   }
   Report(absl::StrCat("run took ", absl::FormatDuration(stopped_at - t0)));
 
-  EXPECT_TRUE(proxy->running()) << "the proxy died:\n" << proxy->ReadLog();
-  proxy->Stop();
+  EXPECT_TRUE((*proxy)->process().running()) << "the proxy died:\n"
+                                             << (*proxy)->process().ReadLog();
+  (*proxy)->process().Stop();
   balancer->reset();
   registry.Stop();
   for (Slot& slot : slots) slot.process.Kill();

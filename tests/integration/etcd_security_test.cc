@@ -18,8 +18,11 @@
 #include "etcd_cluster.h"
 #include "etcd_process.h"
 #include "gmock/gmock.h"
+#include "greeter_backend.h"
 #include "gtest/gtest.h"
+#include "helloworld.grpc.pb.h"
 #include "process.h"
+#include "proxy_process.h"
 #include "sluice/discovery/discovery.h"
 #include "sluice/etcd/etcd_client.h"
 #include "sluice/registry/registrar.h"
@@ -36,6 +39,7 @@ using ::sluice::testing::MakeTempDir;
 using ::sluice::testing::RemoveTree;
 using ::sluice::testing::WaitFor;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct RunResult {
   int code = -1;
@@ -198,6 +202,37 @@ TEST_F(EtcdAuthTest, CliRegisterAndLsTakeEtcdUserAndPassword) {
       RunProgram({sluice, "ls", "--etcd", etcd_.endpoint(), "--etcd-user", "svc"});
   EXPECT_EQ(no_password.code, 2) << no_password.output;
   EXPECT_THAT(no_password.output, HasSubstr("SLUICE_ETCD_PASSWORD"));
+}
+
+// `sluice proxy` reaches an etcd with auth on through --etcd-user/--etcd-password, as register
+// and ls do; without them etcd refuses its watch and it finds no backend.
+TEST_F(EtcdAuthTest, TheProxyTakesEtcdUserAndPassword) {
+  auto backend = testing::GreeterBackend::Start("127.0.0.11");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto registrar = registry::Registrar::Start(RegistrarFor((*backend)->address(), "svcpw"));
+  ASSERT_TRUE(registrar.ok()) << registrar.status();
+  ASSERT_TRUE((*registrar)->WaitUntilRegistered(absl::Seconds(10))) << (*registrar)->LastError();
+  const std::string target = absl::StrCat("etcd://", etcd_.endpoint(), "/services/authx");
+
+  auto proxy =
+      testing::ProxyProcess::Start(target, {"--etcd-user", "svc", "--etcd-password", "svcpw"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  HelloReply reply;
+  grpc::Status status = testing::SayHelloUntilAnswered(*stub, &reply);
+  ASSERT_TRUE(status.ok()) << status.error_message() << "\n" << (*proxy)->process().ReadLog();
+  EXPECT_THAT(reply.message(), HasSubstr((*backend)->address()));
+
+  auto anonymous = testing::ProxyProcess::Start(target);
+  ASSERT_TRUE(anonymous.ok()) << anonymous.status();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ((*anonymous)->Get("/ready").first, 503);
+  EXPECT_THAT((*anonymous)->Get("/backends").second, Not(HasSubstr((*backend)->address())));
+
+  RunResult half = RunProgram(
+      {BuiltBinary("bin/sluice"), "proxy", "--target", target, "--etcd-password", "svcpw"});
+  EXPECT_EQ(half.code, 2) << half.output;
+  EXPECT_THAT(half.output, HasSubstr("--etcd-password given without --etcd-user"));
 }
 
 // etcd's simple tokens live in each member's memory; one issued before the leader died must
@@ -413,6 +448,16 @@ TEST_P(EtcdTlsTest, RegistrationAndDiscoveryWorkOverTls) {
   RunResult ls = RunProgram(ls_argv);
   EXPECT_EQ(ls.code, 0) << ls.output;
   EXPECT_THAT(ls.output, HasSubstr("127.0.0.12:7101"));
+
+  // The proxy takes the same flags but --etcd: its members are in the target.
+  auto proxy = testing::ProxyProcess::Start(
+      absl::StrCat("etcd://", cluster_->endpoints_csv(), "/services/tlsx"),
+      std::vector<std::string>(tls_flags.begin() + 2, tls_flags.end()));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_TRUE(WaitFor(
+      [&] { return absl::StrContains((*proxy)->Get("/backends").second, "127.0.0.12:7101"); },
+      absl::Seconds(10)))
+      << (*proxy)->process().ReadLog();
   EXPECT_EQ(reg->Stop(), 0) << reg->ReadLog();
 }
 

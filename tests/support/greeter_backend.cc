@@ -4,6 +4,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "process.h"
 
 namespace sluice::testing {
 
@@ -71,6 +73,21 @@ void GreeterBackend::Shutdown(absl::Duration grace) {
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
   server_->Wait();
   server_.reset();
+}
+
+grpc::Status SayHelloUntilAnswered(Greeter::Stub& stub, HelloReply* reply, absl::Duration timeout) {
+  HelloRequest request;
+  request.set_name("ready?");
+  grpc::Status status;
+  WaitFor(
+      [&] {
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+        status = stub.SayHello(&context, request, reply);
+        return status.ok();
+      },
+      timeout);
+  return status;
 }
 
 }  // namespace sluice::testing

@@ -17,8 +17,8 @@ namespace sluice::testing {
 class GreeterBackend {
  public:
   // port 0 picks a free port.
-  static absl::StatusOr<std::unique_ptr<GreeterBackend>> Start(const std::string& ip, int port = 0,
-                                                               absl::Duration delay = absl::ZeroDuration());
+  static absl::StatusOr<std::unique_ptr<GreeterBackend>> Start(
+      const std::string& ip, int port = 0, absl::Duration delay = absl::ZeroDuration());
   ~GreeterBackend();
 
   const std::string& address() const { return address_; }
@@ -37,5 +37,11 @@ class GreeterBackend {
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
 };
+
+// Calls SayHello through `stub` (one call at most 2 s) until one is answered or `timeout`
+// passes: to wait until a proxy in front of Greeter backends serves. Returns the last status;
+// `reply` holds the answer.
+grpc::Status SayHelloUntilAnswered(Greeter::Stub& stub, HelloReply* reply,
+                                   absl::Duration timeout = absl::Seconds(15));
 
 }  // namespace sluice::testing

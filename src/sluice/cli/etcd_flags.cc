@@ -10,6 +10,10 @@ void AddEtcdFlags(CLI::App& cmd, EtcdFlags& flags) {
   cmd.add_option("--etcd", flags.endpoints,
                  "etcd members [http(s)://]HOST:PORT[,HOST:PORT]; https:// means TLS")
       ->capture_default_str();
+  AddEtcdCredentialFlags(cmd, flags);
+}
+
+void AddEtcdCredentialFlags(CLI::App& cmd, EtcdFlags& flags) {
   cmd.add_option("--etcd-user", flags.user,
                  "etcd user NAME or NAME:PASSWORD (etcd auth), like etcdctl --user");
   cmd.add_option("--etcd-password", flags.password,
@@ -29,7 +33,13 @@ absl::Status ApplyEtcdFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& opt
     return absl::InvalidArgumentError(absl::StrCat("--etcd: ", members.status().message()));
   }
   options.endpoints = *std::move(members);
+  if (absl::Status s = ApplyEtcdCredentialFlags(flags, options); !s.ok()) return s;
+  // An https:// member asks for TLS even without a TLS file.
+  options.tls.enabled = https;
+  return absl::OkStatus();
+}
 
+absl::Status ApplyEtcdCredentialFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& options) {
   std::string user = flags.user;
   std::string password;
   if (size_t colon = user.find(':'); colon != std::string::npos) {
@@ -58,7 +68,6 @@ absl::Status ApplyEtcdFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& opt
     return absl::InvalidArgumentError(flags.cert.empty() ? "--etcd-key given without --etcd-cert"
                                                          : "--etcd-cert given without --etcd-key");
   }
-  options.tls.enabled = https;
   options.tls.ca_file = flags.cacert;
   options.tls.cert_file = flags.cert;
   options.tls.key_file = flags.key;

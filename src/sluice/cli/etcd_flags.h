@@ -24,10 +24,15 @@ struct EtcdFlags {
 
 // Adds --etcd, --etcd-user, --etcd-password, --etcd-cacert, --etcd-cert and --etcd-key.
 void AddEtcdFlags(CLI::App& cmd, EtcdFlags& flags);
+// All of them but --etcd, for commands whose members come from elsewhere (sluice proxy: from
+// its etcd:// targets).
+void AddEtcdCredentialFlags(CLI::App& cmd, EtcdFlags& flags);
 
 // Turns the flags into client options. The password comes from --etcd-password, else from
 // --etcd-user NAME:PASSWORD, else from $SLUICE_ETCD_PASSWORD. https:// members, or any TLS file,
 // turn TLS on. InvalidArgument names the flag that is wrong.
 absl::Status ApplyEtcdFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& options);
+// The same for user, password and TLS only; `options.endpoints` is left alone.
+absl::Status ApplyEtcdCredentialFlags(const EtcdFlags& flags, etcd::EtcdClientOptions& options);
 
 }  // namespace sluice::cli

@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "sluice/cli/commands.h"
+#include "sluice/cli/etcd_flags.h"
 #include "sluice/client/balancer.h"
 #include "sluice/core/log.h"
 #include "sluice/core/signals.h"
@@ -51,6 +52,7 @@ struct ProxyFlags {
   std::string max_connection_age_grace = "30s";
   std::string drain_timeout = "30s";
   std::string startup_wait = "5s";
+  EtcdFlags etcd;  // credentials only: the members are in the etcd:// targets
 };
 
 int UsageError(const std::string& message) {
@@ -83,6 +85,14 @@ int RunProxy(const ProxyFlags& flags) {
   if (!ParseDurationFlag(flags.attempt_timeout, &balancer_options.retry.attempt_timeout)) {
     return UsageError("--attempt-timeout: not a duration: " + flags.attempt_timeout);
   }
+  // Every etcd:// target, --target's and the config's, is reached with these credentials.
+  etcd::EtcdClientOptions etcd_access;
+  if (absl::Status s = ApplyEtcdCredentialFlags(flags.etcd, etcd_access); !s.ok()) {
+    return UsageError(std::string(s.message()));
+  }
+  balancer_options.discovery.etcd_username = etcd_access.username;
+  balancer_options.discovery.etcd_password = etcd_access.password;
+  balancer_options.discovery.etcd_tls = etcd_access.tls;
   // The proxy carries calls on its own HTTP/2 connections; the balancer only picks.
   balancer_options.manage_channels = false;
   balancer_options.fail_fast = true;
@@ -197,7 +207,8 @@ CommandRunner AddProxyCommand(CLI::App& app) {
       "proxy", "Run an L7 gRPC proxy that balances every call over a target's backends");
   cmd->add_option("--listen", flags->listen, "IP:PORT clients connect to")->capture_default_str();
   cmd->add_option("--target", flags->target,
-                  "Backends: etcd://HOST:PORT/PREFIX, static://A,B, dns://NAME:PORT, IP:PORT");
+                  "Backends: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (every member of the cluster: "
+                  "watches fail over), static://A,B, dns://NAME:PORT, IP:PORT");
   cmd->add_option("--config", flags->config,
                   "JSON file routing services to targets: {\"routes\": [{\"service\": "
                   "\"pkg.Service\", \"target\": ..., \"policy\": ..., \"idempotent\": [...]}], "
@@ -212,6 +223,7 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--backend-tls-cert", flags->backend_tls_cert,
                   "mTLS to backends: present this PEM certificate chain...");
   cmd->add_option("--backend-tls-key", flags->backend_tls_key, "...and this PEM private key");
+  AddEtcdCredentialFlags(*cmd, flags->etcd);
   cmd->add_option("--policy", flags->policy,
                   "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
                   "ring_hash")
