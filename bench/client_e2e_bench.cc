@@ -191,6 +191,8 @@ int main(int argc, char** argv) {
   app.add_option("--inflight", inflight, "Calls in flight")->capture_default_str();
   app.add_option("--out", out, "Markdown results file")->capture_default_str();
   app.add_option("--only", only, "Run one side only, for profiling: grpc or sluice (no report)");
+  int only_connections = 1;
+  app.add_option("--only-connections", only_connections, "Connections per backend with --only");
   CLI11_PARSE(app, argc, argv);
   absl::Duration duration;
   if (!absl::ParseDuration(duration_text, &duration)) {
@@ -215,8 +217,9 @@ int main(int argc, char** argv) {
 
   if (!only.empty()) {
     for (int round = 0; round < rounds; ++round) {
-      RunResult r = only == "grpc" ? RunGrpcRoundRobin(backends, 1, inflight, duration)
-                                   : RunSluice(backends, 1, inflight, duration);
+      RunResult r = only == "grpc"
+                        ? RunGrpcRoundRobin(backends, only_connections, inflight, duration)
+                        : RunSluice(backends, only_connections, inflight, duration);
       std::printf("%s: %.0f calls/s p50 %s ms p99 %s ms, client CPU %.1f us/call\n", only.c_str(),
                   r.qps, Ms(r.p50).c_str(), Ms(r.p99).c_str(), r.client_cpu_us_per_call);
     }

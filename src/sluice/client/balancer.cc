@@ -820,27 +820,36 @@ grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) 
 
 namespace {
 
-// One callback-style call across its attempts. Owned by the callbacks in flight.
-struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
+// One callback-style call across its attempts. It keeps itself alive (self_) from CallAsync
+// until Finish, so its callbacks capture a plain pointer: a lambda holding only a pointer fits
+// in std::function's own storage, while one holding shared_ptrs costs a heap allocation per
+// callback per call.
+struct AsyncCall {
+  std::shared_ptr<AsyncCall> self;
   Balancer* balancer;
   CallOptions options;
   Balancer::AsyncAttempt start;
   std::function<void(grpc::Status)> done;
   absl::Time deadline;
   std::optional<uint64_t> hash_key;
+  bool idempotent = false;
   int attempt_number = 0;
   bool retrying = false;
   std::shared_ptr<Backend> previous;
-  std::unique_ptr<grpc::ClientContext> context;
+  // The attempt in flight.
+  std::shared_ptr<Backend> backend;
+  absl::Time attempt_started;
+  absl::Time attempt_deadline;
+  // In the call itself rather than allocated per attempt; emplaced anew for each attempt.
+  std::optional<grpc::ClientContext> context;
   std::optional<grpc::Status> last_status;
   std::atomic<int64_t>* active_calls;
 
   void Begin() {
     ++attempt_number;
-    auto self = shared_from_this();
     balancer->PickAsync(deadline, hash_key, previous.get(), options.fail_fast,
-                        [self](absl::StatusOr<std::shared_ptr<Backend>> picked) {
-                          self->OnPicked(std::move(picked));
+                        [this](absl::StatusOr<std::shared_ptr<Backend>> picked) {
+                          OnPicked(std::move(picked));
                         });
   }
 
@@ -850,33 +859,31 @@ struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
       Finish(last_status ? *last_status : ToGrpcStatus(picked.status()));
       return;
     }
-    std::shared_ptr<Backend> backend = std::move(*picked);
-    context = std::make_unique<grpc::ClientContext>();
-    const absl::Time started = balancer->clock().Now();
-    const absl::Time attempt_deadline = AttemptDeadline(
-        deadline, started, balancer->options().retry, balancer->IsIdempotent(options.method));
+    backend = std::move(*picked);
+    context.reset();
+    context.emplace();
+    attempt_started = balancer->clock().Now();
+    attempt_deadline =
+        AttemptDeadline(deadline, attempt_started, balancer->options().retry, idempotent);
     context->set_deadline(ToWallDeadline(attempt_deadline, balancer->clock()));
     if (options.configure_context) options.configure_context(*context);
     balancer->OnCallStarted(*backend);
-    auto self = shared_from_this();
-    start(*backend, context.get(), [self, backend, started, attempt_deadline](grpc::Status status) {
-      self->OnAttemptDone(backend, started, attempt_deadline, std::move(status));
-    });
+    start(*backend, &*context, [this](grpc::Status status) { OnAttemptDone(std::move(status)); });
   }
 
-  void OnAttemptDone(const std::shared_ptr<Backend>& backend, absl::Time started,
-                     absl::Time attempt_deadline, grpc::Status status) {
+  void OnAttemptDone(grpc::Status status) {
     const bool timed_out = AttemptTimedOut(status, attempt_deadline, deadline);
+    const absl::Time now = balancer->clock().Now();
     balancer->OnCallFinished(*backend,
                              timed_out ? grpc::StatusCode::UNAVAILABLE : status.error_code(),
-                             balancer->clock().Now() - started);
+                             now - attempt_started);
     if (retrying) {
       balancer->EndRetry();
       retrying = false;
     }
-    if (status.ok() || !Retryable(status, balancer->IsIdempotent(options.method), timed_out) ||
-        attempt_number >= balancer->options().retry.max_attempts ||
-        balancer->clock().Now() >= deadline || !balancer->TryStartRetry()) {
+    if (status.ok() || !Retryable(status, idempotent, timed_out) ||
+        attempt_number >= balancer->options().retry.max_attempts || now >= deadline ||
+        !balancer->TryStartRetry()) {
       if (timed_out) {
         status = AttemptTimeoutStatus(*backend, balancer->options().retry, attempt_number);
       }
@@ -884,13 +891,15 @@ struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
       return;
     }
     retrying = true;
-    previous = backend;
+    previous = std::move(backend);
     last_status = std::move(status);
     Begin();
   }
 
   void Finish(grpc::Status status) {
     active_calls->fetch_sub(1, std::memory_order_relaxed);
+    // The last reference may be this one: keep the call alive until this function returns.
+    std::shared_ptr<AsyncCall> keep = std::move(self);
     auto callback = std::move(done);
     callback(std::move(status));
   }
@@ -901,9 +910,11 @@ struct AsyncCall : std::enable_shared_from_this<AsyncCall> {
 void Balancer::CallAsync(CallOptions options, AsyncAttempt start,
                          std::function<void(grpc::Status)> done) {
   auto call = std::make_shared<AsyncCall>();
+  call->self = call;
   call->balancer = this;
   call->deadline = DeadlineFor(options);
   call->hash_key = HashOf(options);
+  call->idempotent = IsIdempotent(options.method);
   call->options = std::move(options);
   call->start = std::move(start);
   call->done = std::move(done);

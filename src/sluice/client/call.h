@@ -11,6 +11,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <type_traits>
 
 #include "sluice/client/balancer.h"
 
@@ -37,14 +38,27 @@ grpc::Status UnaryCall(Balancer& balancer,
 template <typename Stub, typename Request, typename Response, typename Start>
 void UnaryCallAsync(Balancer& balancer, CallOptions options, const Request* request,
                     Response* response, Start start, std::function<void(grpc::Status)> done) {
-  balancer.CallAsync(
-      std::move(options),
-      [request, response, start](const Backend& backend, grpc::ClientContext* context,
-                                 std::function<void(grpc::Status)> finished) {
-        response->Clear();
-        start(backend.StubFor<Stub>(), context, request, response, std::move(finished));
-      },
-      std::move(done));
+  if constexpr (std::is_empty_v<Start> && std::is_default_constructible_v<Start>) {
+    // A captureless `start` (the usual lambda) is made again where it is used, so the attempt
+    // captures two pointers only and fits in std::function's own storage: no allocation.
+    balancer.CallAsync(
+        std::move(options),
+        [request, response](const Backend& backend, grpc::ClientContext* context,
+                            std::function<void(grpc::Status)> finished) {
+          response->Clear();
+          Start{}(backend.StubFor<Stub>(), context, request, response, std::move(finished));
+        },
+        std::move(done));
+  } else {
+    balancer.CallAsync(
+        std::move(options),
+        [request, response, start](const Backend& backend, grpc::ClientContext* context,
+                                   std::function<void(grpc::Status)> finished) {
+          response->Clear();
+          start(backend.StubFor<Stub>(), context, request, response, std::move(finished));
+        },
+        std::move(done));
+  }
 }
 
 // A stream (any of the three streaming kinds) balanced once when it opens. Keep the
