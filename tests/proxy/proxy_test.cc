@@ -663,6 +663,37 @@ TEST(ProxyResilienceTest, RefusedConnectionsDoNotUseUpACallsAttempts) {
   EXPECT_GE((*proxy)->Metric("sluice_proxy_retries_total"), 2);
 }
 
+TEST(ProxyResilienceTest, WhenEveryBackendRefusesACallWaitsForOneUntilItsDeadline) {
+  // The only backend is down (restarting): a call with time left waits and tries again rather
+  // than failing after a burst of refused connections; one without a deadline fails fast.
+  const int port = FreePort();
+  const std::string address = absl::StrCat("127.0.0.11:", port);
+  auto proxy = ProxyProcess::Start(absl::StrCat("static://", address), {"--policy", "round_robin"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  {
+    grpc::ClientContext context;  // no deadline: nothing to wait for
+    HelloRequest request;
+    HelloReply reply;
+    const absl::Time start = absl::Now();
+    const grpc::Status s = stub->SayHello(&context, request, &reply);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  }
+  std::unique_ptr<GreeterBackend> backend;
+  std::thread starter([&] {
+    absl::SleepFor(absl::Milliseconds(700));
+    auto started = GreeterBackend::Start("127.0.0.11", port);
+    if (started.ok()) backend = std::move(*started);
+  });
+  HelloReply reply;
+  const grpc::Status s = SayHello(*stub, "patient", &reply, absl::Seconds(10));
+  starter.join();
+  ASSERT_NE(backend, nullptr) << "the backend did not start on " << address;
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Replier(reply.message()), address);
+}
+
 TEST(ProxyResilienceTest, GracefullyStoppedBackendUnderLoadLosesNoCall) {
   std::vector<std::unique_ptr<GreeterBackend>> backends;
   for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {

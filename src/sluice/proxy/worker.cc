@@ -63,8 +63,12 @@ constexpr bool kRecycleMemory = true;
 constexpr bool kRecycleMemory = true;
 #endif
 constexpr size_t kMaxFreeCalls = 1024;
-// Attempts that never reached a backend (connection refused, stream refused) a call may retry.
-constexpr int kMaxTransparentRetries = 5;
+// Attempts that never reached a backend (connection refused, stream refused) are retried at
+// once this many times; after that every candidate looks down, so the call waits and tries
+// again with a growing pause, until its deadline (a call without one gives up here instead).
+constexpr int kImmediateTransparentRetries = 5;
+constexpr absl::Duration kFirstRetryPause = absl::Milliseconds(10);
+constexpr absl::Duration kMaxRetryPause = absl::Milliseconds(500);
 
 // The gRPC status a backend's headers carry; UNKNOWN when absent or malformed.
 grpc::StatusCode StatusOf(const HeaderBlock& headers) {
@@ -133,6 +137,8 @@ struct CallState {
   bool budget_retry = false;
   int attempts = 0;
   int transparent_retries = 0;  // attempts that never reached a backend
+  // When a paused transparent retry starts (see kImmediateTransparentRetries); infinite: none.
+  absl::Time retry_at = absl::InfiniteFuture();
   bool waited_for_endpoint = false;
   // The outcome is decided: no further attempt will start.
   bool finished = false;
@@ -604,7 +610,12 @@ void Worker::Impl::ProcessTimers() {
     Call* call = it->second.get();
     if (call->finished || call->down == nullptr) continue;
     if (call->deadline != timer.first) {
-      if (call->attempt_deadline == timer.first) OnAttemptTimeout(call);
+      if (call->attempt_deadline == timer.first) {
+        OnAttemptTimeout(call);
+      } else if (call->retry_at == timer.first) {
+        call->retry_at = absl::InfiniteFuture();
+        StartAttempt(call);
+      }
       continue;
     }
     metrics_->deadline_exceeded_total.fetch_add(1, std::memory_order_relaxed);
@@ -1646,10 +1657,17 @@ bool Worker::Impl::TryRetry(Call* call, grpc::StatusCode code, const std::string
   if (transparent) {
     // The backend never saw this attempt, so it does not count against max_attempts (as in
     // gRPC): a backend killed moments ago stays in the registry until its lease expires, and
-    // refused connections to it must not use up the attempts of the calls that try it. A few
-    // per call still end it, so a target whose every backend refuses fails fast.
+    // refused connections to it must not use up the attempts of the calls that try it. When
+    // every candidate keeps refusing, the call waits between tries until its deadline, as a
+    // library caller waits for a ready endpoint.
     ++call->transparent_retries;
-    retry = retry && call->transparent_retries <= kMaxTransparentRetries;
+    if (retry && call->transparent_retries > kImmediateTransparentRetries) {
+      const int paused = call->transparent_retries - kImmediateTransparentRetries;
+      const absl::Duration pause =
+          std::min(kMaxRetryPause, kFirstRetryPause * (1 << std::min(paused - 1, 10)));
+      retry = call->deadline != absl::InfiniteFuture() && now_ + pause < call->deadline;
+      if (retry) call->retry_at = now_ + pause;
+    }
   } else {
     retry = retry && call->attempts - call->transparent_retries <
                          call->balancer->options().retry.max_attempts;
@@ -1672,7 +1690,11 @@ bool Worker::Impl::TryRetry(Call* call, grpc::StatusCode code, const std::string
   LogDebug("sluice proxy: retrying ", call->path, " after: ", message);
   call->resp_headers_received = false;
   call->resp_pending.clear();
-  retries_.push_back(call->id);
+  if (call->retry_at != absl::InfiniteFuture()) {
+    deadlines_.push({call->retry_at, call->id});
+  } else {
+    retries_.push_back(call->id);
+  }
   return true;
 }
 
