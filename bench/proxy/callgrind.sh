@@ -49,7 +49,8 @@ measure() { # CALLS -> total instructions of one proxy run
     { echo "callgrind.sh: h2load did not complete $calls calls" >&2; cat "$WORK/h2load.$calls.txt" >&2; exit 1; }
   kill -TERM "$proxy"
   wait "$proxy" || true
-  callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+  # awk reads everything: stopping early would kill callgrind_annotate with SIGPIPE
+  callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}'
 }
 small="$(measure "$SMALL")"
 large="$(measure "$LARGE")"
