@@ -58,6 +58,30 @@ std::string ReadSome(int fd, size_t want, int timeout_ms) {
   return got;
 }
 
+// A proxy in this process whose one route goes to a port that refuses connections: enough for
+// what these tests watch (the event loop, accepting, TLS), with no backend to start.
+struct InProcessProxy {
+  std::unique_ptr<Router> router;
+  std::unique_ptr<Proxy> proxy;  // after router: destroyed first
+
+  static absl::StatusOr<InProcessProxy> Start(ProxyOptions proxy_options) {
+    client::BalancerOptions options;
+    options.target = "static://127.0.0.1:1";
+    options.manage_channels = false;
+    std::vector<RouteConfig> routes;
+    routes.push_back({"", options});
+    InProcessProxy running;
+    auto router = Router::Create(std::move(routes));
+    if (!router.ok()) return router.status();
+    running.router = std::move(*router);
+    proxy_options.listen = "127.0.0.1:0";
+    auto proxy = Proxy::Start(proxy_options, running.router.get());
+    if (!proxy.ok()) return proxy.status();
+    running.proxy = std::move(*proxy);
+    return running;
+  }
+};
+
 // A client that sent the preface and an empty SETTINGS frame gets the proxy's SETTINGS back.
 bool Handshakes(int fd) {
   std::string hello(kPreface);
@@ -70,21 +94,14 @@ bool Handshakes(int fd) {
 }
 
 TEST(ProxyEventLoopTest, ConnectionClosedWhileAForkedChildSharesItsSocketLeavesEpoll) {
-  client::BalancerOptions options;
-  options.target = "static://127.0.0.1:1";
-  options.manage_channels = false;
-  std::vector<RouteConfig> routes;
-  routes.push_back({"", options});
-  auto router = Router::Create(std::move(routes));
-  ASSERT_TRUE(router.ok()) << router.status();
   ProxyOptions proxy_options;
-  proxy_options.listen = "127.0.0.1:0";
   proxy_options.workers = 1;
-  auto proxy = Proxy::Start(proxy_options, router->get());
-  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto running = InProcessProxy::Start(proxy_options);
+  ASSERT_TRUE(running.ok()) << running.status();
+  Proxy& proxy = *running->proxy;
 
   for (int round = 0; round < 3; ++round) {
-    const int fd = ConnectTo((*proxy)->port());
+    const int fd = ConnectTo(proxy.port());
     ASSERT_GE(fd, 0);
     ASSERT_TRUE(Handshakes(fd));
     // The child holds a copy of every descriptor, the proxy's side of this socket included,
@@ -108,7 +125,7 @@ TEST(ProxyEventLoopTest, ConnectionClosedWhileAForkedChildSharesItsSocketLeavesE
     close(fd);
     // The loop keeps serving new clients meanwhile.
     for (int i = 0; i < 5; ++i) {
-      const int other = ConnectTo((*proxy)->port());
+      const int other = ConnectTo(proxy.port());
       ASSERT_GE(other, 0);
       EXPECT_TRUE(Handshakes(other)) << "round " << round << " client " << i;
       close(other);
@@ -117,7 +134,7 @@ TEST(ProxyEventLoopTest, ConnectionClosedWhileAForkedChildSharesItsSocketLeavesE
     int status = 0;
     waitpid(child, &status, 0);
   }
-  (*proxy)->Shutdown(absl::Seconds(1));
+  proxy.Shutdown(absl::Seconds(1));
 }
 
 // A self-signed certificate with common name `cn` and its key, written to `cert` and `key`
@@ -179,22 +196,14 @@ TEST(ProxyEventLoopTest, TlsReloadWhileWorkersAcceptHandshakes) {
   const std::string key = dir + "/key.pem";
   WriteSelfSigned("first", cert, key);
 
-  client::BalancerOptions options;
-  options.target = "static://127.0.0.1:1";
-  options.manage_channels = false;
-  std::vector<RouteConfig> routes;
-  routes.push_back({"", options});
-  auto router = Router::Create(std::move(routes));
-  ASSERT_TRUE(router.ok()) << router.status();
   ProxyOptions proxy_options;
-  proxy_options.listen = "127.0.0.1:0";
   proxy_options.workers = 2;
   proxy_options.tls_cert_file = cert;
   proxy_options.tls_key_file = key;
   proxy_options.tls_reload_interval = absl::Milliseconds(10);
-  auto proxy = Proxy::Start(proxy_options, router->get());
-  ASSERT_TRUE(proxy.ok()) << proxy.status();
-  const int port = (*proxy)->port();
+  auto running = InProcessProxy::Start(proxy_options);
+  ASSERT_TRUE(running.ok()) << running.status();
+  const int port = running->proxy->port();
 
   SSL_CTX* client = SSL_CTX_new(TLS_client_method());
   static const unsigned char kH2[] = {2, 'h', '2'};
@@ -224,8 +233,8 @@ TEST(ProxyEventLoopTest, TlsReloadWhileWorkersAcceptHandshakes) {
   std::set<std::string> all = seen[0];
   all.insert(seen[1].begin(), seen[1].end());
   EXPECT_TRUE(all.count("first") == 1 && all.count("second") == 1);
-  EXPECT_GT((*proxy)->metrics().tls_reloads_total.load(), 0u);
-  (*proxy)->Shutdown(absl::Seconds(1));
+  EXPECT_GT(running->proxy->metrics().tls_reloads_total.load(), 0u);
+  running->proxy->Shutdown(absl::Seconds(1));
   std::remove(cert.c_str());
   std::remove(key.c_str());
   rmdir(dir.c_str());

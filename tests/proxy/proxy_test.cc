@@ -1210,6 +1210,29 @@ absl::Status MakeCertificate(const std::string& dir, const std::string& name,
   return RunOpenssl(dir, args);
 }
 
+// MakeCertificate for each {name, ca}, in order (a CA before what it signs).
+absl::Status MakeCertificates(const std::string& dir,
+                              const std::vector<std::pair<std::string, std::string>>& names) {
+  for (const auto& [name, ca] : names) {
+    if (absl::Status made = MakeCertificate(dir, name, ca); !made.ok()) {
+      return absl::Status(made.code(), absl::StrCat(name, ": ", made.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Server credentials for a backend that presents dir/<name>.pem and requires a client
+// certificate signed by dir/<client_ca>.pem.
+std::shared_ptr<grpc::ServerCredentials> MutualTlsServerCredentials(const std::string& dir,
+                                                                    const std::string& name,
+                                                                    const std::string& client_ca) {
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = ReadWholeFile(dir + "/" + client_ca + ".pem");
+  ssl.pem_key_cert_pairs.push_back(
+      {ReadWholeFile(dir + "/" + name + ".key"), ReadWholeFile(dir + "/" + name + ".pem")});
+  return grpc::SslServerCredentials(ssl);
+}
+
 // A TLS channel to the proxy trusting dir/<ca>.pem; with `client`, it presents dir/<client>.pem.
 // Its own subchannel pool: a new channel is a new connection.
 std::shared_ptr<grpc::Channel> TlsChannel(const std::string& address, const std::string& dir,
@@ -1275,15 +1298,13 @@ TEST(ProxyTlsTest, TlsClientsThatHangUpDoNotStopTheProxy) {
 
 TEST(ProxyTlsTest, ClientCertificateRequiredAndVerifiedAgainstTlsClientCa) {
   const std::string dir = MakeTempDir("mtls");
-  for (auto [name, ca] :
-       std::vector<std::pair<std::string, std::string>>{{"server-ca", ""},
-                                                        {"server", "server-ca"},
-                                                        {"clients-ca", ""},
-                                                        {"good-client", "clients-ca"},
-                                                        {"other-ca", ""},
-                                                        {"stranger", "other-ca"}}) {
-    ASSERT_TRUE(MakeCertificate(dir, name, ca).ok()) << name;
-  }
+  const absl::Status made = MakeCertificates(dir, {{"server-ca", ""},
+                                                   {"server", "server-ca"},
+                                                   {"clients-ca", ""},
+                                                   {"good-client", "clients-ca"},
+                                                   {"other-ca", ""},
+                                                   {"stranger", "other-ca"}});
+  ASSERT_TRUE(made.ok()) << made;
   auto backend = GreeterBackend::Start("127.0.0.11");
   ASSERT_TRUE(backend.ok());
   auto proxy = ProxyProcess::Start(
@@ -1349,21 +1370,15 @@ TEST(ProxyTlsTest, ClientCertificateRequiredAndVerifiedAgainstTlsClientCa) {
 
 TEST(ProxyTlsTest, PresentsClientCertificateToBackendsThatRequireOne) {
   const std::string dir = MakeTempDir("backend-mtls");
-  for (auto [name, ca] :
-       std::vector<std::pair<std::string, std::string>>{{"server-ca", ""},
-                                                        {"backend", "server-ca"},
-                                                        {"clients-ca", ""},
-                                                        {"proxy-client", "clients-ca"},
-                                                        {"other-ca", ""},
-                                                        {"stranger", "other-ca"}}) {
-    ASSERT_TRUE(MakeCertificate(dir, name, ca).ok()) << name;
-  }
-  grpc::SslServerCredentialsOptions server_ssl(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  server_ssl.pem_root_certs = ReadWholeFile(dir + "/clients-ca.pem");
-  server_ssl.pem_key_cert_pairs.push_back(
-      {ReadWholeFile(dir + "/backend.key"), ReadWholeFile(dir + "/backend.pem")});
-  auto backend = TestServiceBackend::Start("127.0.0.11", 0, grpc::SslServerCredentials(server_ssl));
+  const absl::Status made = MakeCertificates(dir, {{"server-ca", ""},
+                                                   {"backend", "server-ca"},
+                                                   {"clients-ca", ""},
+                                                   {"proxy-client", "clients-ca"},
+                                                   {"other-ca", ""},
+                                                   {"stranger", "other-ca"}});
+  ASSERT_TRUE(made.ok()) << made;
+  auto backend = TestServiceBackend::Start("127.0.0.11", 0,
+                                           MutualTlsServerCredentials(dir, "backend", "clients-ca"));
   ASSERT_TRUE(backend.ok());
   auto empty_call = [](ProxyProcess& proxy) {
     auto stub = TestService::NewStub(proxy.Channel());
@@ -1433,13 +1448,11 @@ TEST(ProxyTlsTest, PresentsClientCertificateToBackendsThatRequireOne) {
 
 TEST(ProxyTlsTest, ReloadsChangedCertificateForNewConnectionsAndRefusesBadFiles) {
   const std::string dir = MakeTempDir("tls-reload");
-  for (auto [name, ca] :
-       std::vector<std::pair<std::string, std::string>>{{"server-ca", ""},
-                                                        {"server-one", "server-ca"},
-                                                        {"server-two", "server-ca"},
-                                                        {"server-three", "server-ca"}}) {
-    ASSERT_TRUE(MakeCertificate(dir, name, ca).ok()) << name;
-  }
+  const absl::Status made = MakeCertificates(dir, {{"server-ca", ""},
+                                                   {"server-one", "server-ca"},
+                                                   {"server-two", "server-ca"},
+                                                   {"server-three", "server-ca"}});
+  ASSERT_TRUE(made.ok()) << made;
   const std::string cert = dir + "/cert.pem";
   const std::string key = dir + "/key.pem";
   ReplaceFile(cert, ReadWholeFile(dir + "/server-one.pem"));
@@ -1497,20 +1510,14 @@ TEST(ProxyTlsTest, ReloadsChangedCertificateForNewConnectionsAndRefusesBadFiles)
 
 TEST(ProxyTlsTest, ConfigFileSetsBackendTlsPerRoute) {
   const std::string dir = MakeTempDir("route-tls");
-  for (auto [name, ca] :
-       std::vector<std::pair<std::string, std::string>>{{"server-ca", ""},
-                                                        {"backend", "server-ca"},
-                                                        {"clients-ca", ""},
-                                                        {"proxy-client", "clients-ca"}}) {
-    ASSERT_TRUE(MakeCertificate(dir, name, ca).ok()) << name;
-  }
+  const absl::Status made = MakeCertificates(dir, {{"server-ca", ""},
+                                                   {"backend", "server-ca"},
+                                                   {"clients-ca", ""},
+                                                   {"proxy-client", "clients-ca"}});
+  ASSERT_TRUE(made.ok()) << made;
   // TestService needs mTLS; Greeter is plain although the flags say TLS towards backends.
-  grpc::SslServerCredentialsOptions server_ssl(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  server_ssl.pem_root_certs = ReadWholeFile(dir + "/clients-ca.pem");
-  server_ssl.pem_key_cert_pairs.push_back(
-      {ReadWholeFile(dir + "/backend.key"), ReadWholeFile(dir + "/backend.pem")});
-  auto tests = TestServiceBackend::Start("127.0.0.11", 0, grpc::SslServerCredentials(server_ssl));
+  auto tests = TestServiceBackend::Start("127.0.0.11", 0,
+                                         MutualTlsServerCredentials(dir, "backend", "clients-ca"));
   auto greeter = GreeterBackend::Start("127.0.0.12");
   ASSERT_TRUE(tests.ok() && greeter.ok());
   const std::string config = dir + "/routes.json";
