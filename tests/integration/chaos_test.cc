@@ -437,6 +437,11 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   // Let the last removals reach the watcher before late answers are judged again.
   absl::SleepFor(absl::Milliseconds(500));
 
+  // The timeline first, so the verdicts below end the output (CI shows a log's head and tail).
+  if (!long_run) {
+    for (const std::string& line : chaos.lines) Report(absl::StrCat("  ", line));
+  }
+
   std::string actions;
   for (const auto& [action, count] : chaos.counts)
     absl::StrAppend(&actions, " ", action, "=", count);
@@ -549,9 +554,8 @@ TEST_F(ChaosTest, BackendsStoppedKilledPausedAndRestartedUnderLoad) {
   Report("RSS bounds are checked in the plain build (ASan's quarantine keeps freed memory)");
 #endif
 
-  // The timeline, to match failures with actions (every action of a default run; in a long run
-  // only when something failed).
-  if (HasFailure() || !long_run) {
+  // A long run's timeline only when something failed, to match failures with actions.
+  if (HasFailure() && long_run) {
     for (const std::string& line : chaos.lines) Report(absl::StrCat("  ", line));
   }
   Report(absl::StrCat("run took ", absl::FormatDuration(stopped_at - t0)));
