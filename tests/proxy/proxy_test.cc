@@ -21,6 +21,7 @@
 #include "process.h"
 #include "proxy_fixture.h"
 #include "raw_h2_client.h"
+#include "sluice/registry/registrar.h"
 
 namespace sluice::testing {
 namespace {
@@ -54,7 +55,7 @@ TEST(ProxyGreeterTest, SpreadsCallsOverThreeBackendsFoundInEtcd) {
   EtcdProcess etcd;
   ASSERT_TRUE(etcd.Start().ok());
   auto proxy = ProxyProcess::Start(absl::StrCat("etcd://", etcd.endpoint(), "/services/greeter"),
-                                   {"--policy", "round_robin", "--startup-wait", "300ms"});
+                                   {"--policy", "round_robin", "--pick-wait", "300ms"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   EXPECT_EQ((*proxy)->Get("/ready").first, 503);
   auto stub = Greeter::NewStub((*proxy)->Channel());
@@ -605,7 +606,7 @@ TEST(ProxyResilienceTest, KilledBackendCallsSucceedViaRetries) {
   std::string first_error;
   std::vector<std::thread> callers;
   // Three callers: at most three calls die with the backend at once, which the default retry
-  // budget (20% of calls in flight + 3) always covers. More at once may fail by design.
+  // budget (20% of calls in flight + 10) always covers. More at once may fail by design.
   for (int t = 0; t < 3; ++t) {
     callers.emplace_back([&] {
       while (!stop) {
@@ -642,8 +643,8 @@ TEST(ProxyResilienceTest, RefusedConnectionsDoNotUseUpACallsAttempts) {
   auto live = GreeterBackend::Start("127.0.0.11", 0);
   ASSERT_TRUE(live.ok()) << live.status();
   const int closed_port = FreePort();
-  const std::string target = absl::StrCat("static://", (*live)->address(), ",127.0.0.12:",
-                                          closed_port, ",127.0.0.13:", closed_port);
+  const std::string target = absl::StrCat("static://", (*live)->address(),
+                                          ",127.0.0.12:", closed_port, ",127.0.0.13:", closed_port);
   auto proxy = ProxyProcess::Start(target, {"--policy", "round_robin", "--max-attempts", "2"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
@@ -692,6 +693,52 @@ TEST(ProxyResilienceTest, WhenEveryBackendRefusesACallWaitsForOneUntilItsDeadlin
   ASSERT_NE(backend, nullptr) << "the backend did not start on " << address;
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(Replier(reply.message()), address);
+}
+
+TEST(ProxyResilienceTest, ARetryThatFindsNoEndpointLeftWaitsForANewOneUntilItsDeadline) {
+  // The only registered backend refuses connections (it died; its key is still there), then
+  // leaves the registry while a call is retrying: with nothing left to pick, the call waits for
+  // the next backend to register instead of failing at once.
+  EtcdProcess etcd;
+  ASSERT_TRUE(etcd.Start().ok());
+  auto register_address = [&](const std::string& address) {
+    registry::RegistrarOptions options;
+    options.etcd.endpoints = {etcd.endpoint()};
+    options.prefix = "services/greeter";
+    options.endpoint.address = address;
+    options.ttl_seconds = 10;
+    return registry::Registrar::Start(options);
+  };
+  const std::string dead = absl::StrCat("127.0.0.12:", FreePort());
+  auto dead_key = register_address(dead);
+  ASSERT_TRUE(dead_key.ok()) << dead_key.status();
+  auto proxy = ProxyProcess::Start(absl::StrCat("etcd://", etcd.endpoint(), "/services/greeter"),
+                                   {"--policy", "round_robin"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+
+  std::unique_ptr<GreeterBackend> backend;
+  std::unique_ptr<registry::Registrar> backend_key;
+  std::thread changer([&] {
+    absl::SleepFor(absl::Milliseconds(400));  // the call is retrying the dead backend by now
+    EXPECT_TRUE((*dead_key)->Stop().ok());
+    absl::SleepFor(absl::Milliseconds(600));  // nothing registered meanwhile
+    auto started = GreeterBackend::Start("127.0.0.11", 0);
+    if (!started.ok()) return;
+    backend = std::move(*started);
+    auto key = register_address(backend->address());
+    if (key.ok()) backend_key = std::move(*key);
+  });
+  HelloReply reply;
+  const absl::Time start = absl::Now();
+  const grpc::Status s = SayHello(*stub, "patient", &reply, absl::Seconds(10));
+  const absl::Duration took = absl::Now() - start;
+  changer.join();
+  ASSERT_NE(backend_key, nullptr) << "the new backend did not register";
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Replier(reply.message()), backend->address());
+  EXPECT_GE(took, absl::Milliseconds(900)) << "answered before the new backend registered?";
+  EXPECT_LT(took, absl::Seconds(5));
 }
 
 TEST(ProxyResilienceTest, GracefullyStoppedBackendUnderLoadLosesNoCall) {
@@ -1377,8 +1424,8 @@ TEST(ProxyTlsTest, PresentsClientCertificateToBackendsThatRequireOne) {
                                                    {"other-ca", ""},
                                                    {"stranger", "other-ca"}});
   ASSERT_TRUE(made.ok()) << made;
-  auto backend = TestServiceBackend::Start("127.0.0.11", 0,
-                                           MutualTlsServerCredentials(dir, "backend", "clients-ca"));
+  auto backend = TestServiceBackend::Start(
+      "127.0.0.11", 0, MutualTlsServerCredentials(dir, "backend", "clients-ca"));
   ASSERT_TRUE(backend.ok());
   auto empty_call = [](ProxyProcess& proxy) {
     auto stub = TestService::NewStub(proxy.Channel());

@@ -43,7 +43,7 @@ struct ProxyFlags {
   int max_attempts = 3;
   std::string attempt_timeout = "inf";
   double retry_budget_ratio = 0.2;
-  int retry_budget_min = 3;
+  int retry_budget_min = 10;
   uint32_t max_concurrent_streams = 1000;
   uint32_t stream_window = 1 << 20;
   uint32_t connection_window = 16 << 20;
@@ -51,7 +51,7 @@ struct ProxyFlags {
   std::string max_connection_age = "inf";
   std::string max_connection_age_grace = "30s";
   std::string drain_timeout = "30s";
-  std::string startup_wait = "5s";
+  std::string pick_wait = "5s";
   EtcdFlags etcd;  // credentials only: the members are in the etcd:// targets
 };
 
@@ -129,8 +129,8 @@ int RunProxy(const ProxyFlags& flags) {
     return UsageError("--max-connection-age-grace: not a duration: " +
                       flags.max_connection_age_grace);
   }
-  if (!ParseDurationFlag(flags.startup_wait, &options.pick_wait)) {
-    return UsageError("--startup-wait: not a duration: " + flags.startup_wait);
+  if (!ParseDurationFlag(flags.pick_wait, &options.pick_wait)) {
+    return UsageError("--pick-wait: not a duration: " + flags.pick_wait);
   }
   absl::Duration drain;
   if (!ParseDurationFlag(flags.drain_timeout, &drain)) {
@@ -276,8 +276,9 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--drain-timeout", flags->drain_timeout,
                   "On SIGTERM/SIGINT, wait at most this long for calls in flight")
       ->capture_default_str();
-  cmd->add_option("--startup-wait", flags->startup_wait,
-                  "While discovery has found no endpoint yet, a call waits this long for one")
+  cmd->add_option("--pick-wait,--startup-wait", flags->pick_wait,
+                  "With no endpoint to pick (none found yet, or all gone or ejected), a call "
+                  "waits for one until its deadline, at most this long")
       ->capture_default_str();
   return [flags] { return RunProxy(*flags); };
 }

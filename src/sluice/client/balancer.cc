@@ -5,8 +5,8 @@
 #include <grpc/support/time.h>
 
 #include <algorithm>
-#include <map>
 #include <cstdlib>
+#include <map>
 #include <random>
 
 #include "absl/status/status.h"
@@ -28,11 +28,16 @@ constexpr absl::Duration kWatchSlice = absl::Milliseconds(250);
 
 const char* StateName(grpc_connectivity_state state) {
   switch (state) {
-    case GRPC_CHANNEL_IDLE: return "idle";
-    case GRPC_CHANNEL_CONNECTING: return "connecting";
-    case GRPC_CHANNEL_READY: return "ready";
-    case GRPC_CHANNEL_TRANSIENT_FAILURE: return "transient_failure";
-    case GRPC_CHANNEL_SHUTDOWN: return "shutdown";
+    case GRPC_CHANNEL_IDLE:
+      return "idle";
+    case GRPC_CHANNEL_CONNECTING:
+      return "connecting";
+    case GRPC_CHANNEL_READY:
+      return "ready";
+    case GRPC_CHANNEL_TRANSIENT_FAILURE:
+      return "transient_failure";
+    case GRPC_CHANNEL_SHUTDOWN:
+      return "shutdown";
   }
   return "unknown";
 }
@@ -81,8 +86,7 @@ bool AttemptTimedOut(const grpc::Status& status, absl::Time attempt_deadline,
 // The status a call ends with when its last attempt ran out of retry.attempt_timeout: the call's
 // own deadline has not passed, so DEADLINE_EXCEEDED would tell the caller its deadline was too
 // short; the backend gave no answer in time, which is UNAVAILABLE.
-grpc::Status AttemptTimeoutStatus(const Backend& backend, const RetryOptions& retry,
-                                  int attempts) {
+grpc::Status AttemptTimeoutStatus(const Backend& backend, const RetryOptions& retry, int attempts) {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       absl::StrCat(backend.address(), " gave no answer within attempt_timeout (",
                                    absl::FormatDuration(retry.attempt_timeout), "); ", attempts,
@@ -109,8 +113,6 @@ struct PickerSnapshot {
   size_t known_endpoints = 0;
   bool discovery_reported = false;
 };
-
-
 
 }  // namespace
 
@@ -197,8 +199,8 @@ class Balancer::Impl {
   }
 
   absl::StatusOr<std::shared_ptr<Backend>> TryPick(const PickerSnapshot& snapshot,
-                                                    std::optional<uint64_t> hash_key,
-                                                    const Backend* avoid) {
+                                                   std::optional<uint64_t> hash_key,
+                                                   const Backend* avoid) {
     if (snapshot.picker == nullptr || snapshot.backends.empty()) return NoEndpointError(snapshot);
     PickArgs args;
     args.random = &pick_random_;
@@ -227,9 +229,8 @@ class Balancer::Impl {
                                                  options_.target, ")"));
     }
     if (snapshot.known_endpoints == 0) {
-      return absl::UnavailableError(absl::StrCat("service '", service,
-                                                 "' has no registered endpoints (",
-                                                 options_.target, ")"));
+      return absl::UnavailableError(absl::StrCat(
+          "service '", service, "' has no registered endpoints (", options_.target, ")"));
     }
     return absl::UnavailableError(absl::StrCat("service '", service, "': none of its ",
                                                snapshot.known_endpoints,
@@ -267,11 +268,12 @@ class Balancer::Impl {
       done(std::move(picked));
       return;
     }
-    serializer_->Post([this, pending = PendingPick{deadline, hash_key, avoid, std::move(done)}]() mutable {
-      pending_picks_.push_back(std::move(pending));
-      DemandProgress(+1);
-      ResolvePendingPicks();
-    });
+    serializer_->Post(
+        [this, pending = PendingPick{deadline, hash_key, avoid, std::move(done)}]() mutable {
+          pending_picks_.push_back(std::move(pending));
+          DemandProgress(+1);
+          ResolvePendingPicks();
+        });
   }
 
   void OnCallFinished(Backend& backend, grpc::StatusCode code) {
@@ -292,8 +294,9 @@ class Balancer::Impl {
 
   bool TryStartRetry() {
     int64_t active = active_calls_.load(std::memory_order_relaxed);
-    int64_t limit = static_cast<int64_t>(options_.retry.budget_ratio * static_cast<double>(active)) +
-                    options_.retry.budget_min;
+    int64_t limit =
+        static_cast<int64_t>(options_.retry.budget_ratio * static_cast<double>(active)) +
+        options_.retry.budget_min;
     int64_t current = retries_in_flight_.load(std::memory_order_relaxed);
     while (current < limit) {
       if (retries_in_flight_.compare_exchange_weak(current, current + 1)) return true;
@@ -442,9 +445,9 @@ class Balancer::Impl {
       std::lock_guard<std::mutex> lock(watch_mu_);
       ++watches_in_flight_;
     }
-    gpr_timespec deadline = gpr_time_add(
-        gpr_now(GPR_CLOCK_MONOTONIC),
-        gpr_time_from_millis(absl::ToInt64Milliseconds(kWatchSlice), GPR_TIMESPAN));
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                     gpr_time_from_millis(absl::ToInt64Milliseconds(kWatchSlice), GPR_TIMESPAN));
     grpc_channel_watch_connectivity_state(backend->c_channel(), last, deadline, watch_cq_, tag);
   }
 
@@ -480,16 +483,16 @@ class Balancer::Impl {
       if (it == entries_.end()) continue;
       // Same connection and stats, new metadata (weight, draining).
       auto old = it->second.backend;
-      it->second.backend = std::make_shared<Backend>(updated, old->channel(), old->c_channel(),
-                                                     old->shared_stats());
+      it->second.backend =
+          std::make_shared<Backend>(updated, old->channel(), old->c_channel(), old->shared_stats());
       old->removed = true;
       if (options_.manage_channels) Watch(it->second.backend, it->second.state);
     }
     for (const Endpoint& added : diff.added) {
       if (!options_.manage_channels) {
         Entry entry;
-        entry.backend = std::make_shared<Backend>(added, nullptr, nullptr,
-                                                  std::make_shared<EndpointStats>());
+        entry.backend =
+            std::make_shared<Backend>(added, nullptr, nullptr, std::make_shared<EndpointStats>());
         entry.state = GRPC_CHANNEL_READY;
         LogInfo("balancer ", owner_.service_name_, ": endpoint ", added.address, " added");
         entries_[added.address] = std::move(entry);
@@ -497,8 +500,8 @@ class Balancer::Impl {
       }
       auto [channel, c_channel] = MakeChannel(added.address);
       Entry entry;
-      entry.backend = std::make_shared<Backend>(added, channel, c_channel,
-                                                std::make_shared<EndpointStats>());
+      entry.backend =
+          std::make_shared<Backend>(added, channel, c_channel, std::make_shared<EndpointStats>());
       entry.state = channel->GetState(/*try_to_connect=*/true);
       Watch(entry.backend, entry.state);
       LogInfo("balancer ", owner_.service_name_, ": endpoint ", added.address, " added");
@@ -525,14 +528,12 @@ class Balancer::Impl {
       if (entry.ejected) ++ejected;
       if (!entry.ejected && entry.state == GRPC_CHANNEL_READY) ++ready_not_ejected;
     }
-    size_t max_ejected = std::max<size_t>(
-        1, static_cast<size_t>(static_cast<double>(entries_.size()) *
-                               outlier.max_ejection_percent / 100.0));
+    const size_t max_ejected = MaxEjected();
     bool self_ready = it->second.state == GRPC_CHANNEL_READY;
     if (ejected + 1 > max_ejected || (self_ready && ready_not_ejected <= 1) ||
         entries_.size() <= 1) {
-      LogWarning("balancer ", owner_.service_name_, ": ", backend.address(),
-                 " failed ", outlier.consecutive_failures,
+      LogWarning("balancer ", owner_.service_name_, ": ", backend.address(), " failed ",
+                 outlier.consecutive_failures,
                  " calls in a row but is not ejected: too many endpoints are ejected already");
       backend.consecutive_failures = 0;
       return;
@@ -540,9 +541,9 @@ class Balancer::Impl {
     Entry& entry = it->second;
     entry.ejected = true;
     ++entry.ejections;
-    absl::Duration duration = std::min(outlier.base_ejection_time * entry.ejections,
-                                       std::max(outlier.base_ejection_time,
-                                                outlier.max_ejection_time));
+    absl::Duration duration =
+        std::min(outlier.base_ejection_time * entry.ejections,
+                 std::max(outlier.base_ejection_time, outlier.max_ejection_time));
     entry.ejected_until = options_.clock->Now() + duration;
     backend.consecutive_failures = 0;
     LogWarning("balancer ", owner_.service_name_, ": ejected ", backend.address(), " for ",
@@ -565,7 +566,53 @@ class Balancer::Impl {
     ResolvePendingPicks();
   }
 
+  // Ejection's limits are checked when an endpoint is ejected, but the set changes afterwards:
+  // when the others leave or stop being ready, ejected endpoints may be all that is left, or
+  // more than the allowed share. Those whose ejection ends first come back early.
+  void ReleaseEjectionsBeyondLimits() {
+    while (true) {
+      size_t ejected = 0, ready_not_ejected = 0;
+      Entry* first_ready_to_end = nullptr;  // among the ejected: the first to end, ready ones
+      Entry* first_to_end = nullptr;
+      for (auto& [address, entry] : entries_) {
+        if (!entry.ejected) {
+          if (entry.state == GRPC_CHANNEL_READY) ++ready_not_ejected;
+          continue;
+        }
+        ++ejected;
+        if (first_to_end == nullptr || entry.ejected_until < first_to_end->ejected_until) {
+          first_to_end = &entry;
+        }
+        if (entry.state == GRPC_CHANNEL_READY &&
+            (first_ready_to_end == nullptr ||
+             entry.ejected_until < first_ready_to_end->ejected_until)) {
+          first_ready_to_end = &entry;
+        }
+      }
+      Entry* release = nullptr;
+      const char* why = nullptr;
+      if (ready_not_ejected == 0 && first_ready_to_end != nullptr) {
+        release = first_ready_to_end;
+        why = "no other endpoint is ready";
+      } else if (ejected > MaxEjected()) {
+        release = first_to_end;
+        why = "more than the allowed share of the endpoints left is ejected";
+      }
+      if (release == nullptr) return;
+      release->ejected = false;
+      LogInfo("balancer ", owner_.service_name_, ": ", release->backend->address(),
+              " back from ejection early: ", why);
+    }
+  }
+
+  size_t MaxEjected() const {
+    return std::max<size_t>(
+        1, static_cast<size_t>(static_cast<double>(entries_.size()) *
+                               options_.outlier_detection.max_ejection_percent / 100.0));
+  }
+
   void Rebuild() {
+    ReleaseEjectionsBeyondLimits();
     std::vector<PickerEndpoint> pickable;
     auto snapshot = std::make_shared<PickerSnapshot>();
     std::vector<InfoView> info;
@@ -694,9 +741,9 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions optio
   }
   for (const auto& method : options.retry.idempotent_methods) {
     if (!absl::StartsWith(method, "/") || method.find('/', 1) == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "retry: idempotent method '", method,
-          "' must look like /package.Service/Method or /package.Service/*"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("retry: idempotent method '", method,
+                       "' must look like /package.Service/Method or /package.Service/*"));
     }
   }
   if (options.outlier_detection.consecutive_failures < 1) {
@@ -705,9 +752,9 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions optio
   }
   auto discovery = discovery::CreateDiscovery(*target, options.discovery);
   if (!discovery.ok()) return discovery.status();
-  uint64_t seed = options.random_seed != 0 ? options.random_seed
-                                           : (uint64_t{std::random_device{}()} << 32) ^
-                                                 std::random_device{}();
+  uint64_t seed = options.random_seed != 0
+                      ? options.random_seed
+                      : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   std::unique_ptr<Balancer> balancer(new Balancer(std::move(options), ServiceNameOf(*target)));
   balancer->impl_ = std::make_unique<Impl>(*balancer, std::move(*policy), std::move(own_registry),
                                            std::move(*discovery), seed);
@@ -720,9 +767,9 @@ Balancer::Balancer(BalancerOptions options, std::string service_name)
 Balancer::~Balancer() = default;
 
 absl::StatusOr<std::shared_ptr<Backend>> Balancer::Pick(absl::Time deadline,
-                                                         std::optional<uint64_t> hash_key,
-                                                         const Backend* avoid,
-                                                         std::optional<bool> fail_fast) {
+                                                        std::optional<uint64_t> hash_key,
+                                                        const Backend* avoid,
+                                                        std::optional<bool> fail_fast) {
   return impl_->Pick(deadline, hash_key, avoid, fail_fast.value_or(options_.fail_fast));
 }
 
@@ -768,8 +815,7 @@ std::optional<uint64_t> HashOf(const CallOptions& options) {
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 }  // namespace
@@ -847,10 +893,9 @@ struct AsyncCall {
 
   void Begin() {
     ++attempt_number;
-    balancer->PickAsync(deadline, hash_key, previous.get(), options.fail_fast,
-                        [this](absl::StatusOr<std::shared_ptr<Backend>> picked) {
-                          OnPicked(std::move(picked));
-                        });
+    balancer->PickAsync(
+        deadline, hash_key, previous.get(), options.fail_fast,
+        [this](absl::StatusOr<std::shared_ptr<Backend>> picked) { OnPicked(std::move(picked)); });
   }
 
   void OnPicked(absl::StatusOr<std::shared_ptr<Backend>> picked) {

@@ -35,9 +35,12 @@ struct RetryOptions {
   // Attempts per call, the first included.
   int max_attempts = 3;
   // Retries in flight are bounded by budget_ratio x calls in flight + budget_min, so a sick
-  // service is not hit by a retry storm.
+  // service is not hit by a retry storm. The floor is 10, not Envoy's 3: a backend killed
+  // under load fails every call stuck on it at once, and with few callers that is all of them
+  // (round robin sends each caller on to the dead backend while its calls hang); 3 left the
+  // fourth of four callers' calls failed.
   double budget_ratio = 0.2;
-  int budget_min = 3;
+  int budget_min = 10;
   // Each attempt of an idempotent method gets at most this long (within the call's deadline);
   // when it runs out, the attempt counts as a failure of its endpoint and the call is retried
   // elsewhere. Catches a backend that accepts calls but never answers (paused, wedged), which

@@ -42,7 +42,8 @@ struct ProxyOptions {
   // For ring_hash: the request header whose value is hashed to pick the backend (a user id, a
   // session); calls without it are picked at random. Empty: no hash.
   std::string hash_header;
-  // With no endpoint discovered yet (startup), a call waits this long for one.
+  // With no endpoint pickable (none discovered yet, or all gone, failing or ejected), a call
+  // waits for one until its deadline, at most this long.
   absl::Duration pick_wait = absl::Seconds(5);
   // A client connection older than this gets GOAWAY, and is closed `max_connection_age_grace`
   // later; infinite: never.

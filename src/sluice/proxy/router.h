@@ -30,7 +30,7 @@ struct RouteConfig {
 //                "policy": "least_request", "policy_config": {...},
 //                "idempotent": ["/helloworld.Greeter/SayHello"], "max_attempts": 3,
 //                "attempt_timeout": "200ms", "retry_budget_ratio": 0.2,
-//                "retry_budget_min": 3,
+//                "retry_budget_min": 10,
 //                "tls": {"ca": "ca.pem", "cert": "proxy.pem", "key": "proxy.key"} or false},
 //               ...],
 //    "default": {"target": "...", ...}}

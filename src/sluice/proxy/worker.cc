@@ -139,7 +139,6 @@ struct CallState {
   int transparent_retries = 0;  // attempts that never reached a backend
   // When a paused transparent retry starts (see kImmediateTransparentRetries); infinite: none.
   absl::Time retry_at = absl::InfiniteFuture();
-  bool waited_for_endpoint = false;
   // The outcome is decided: no further attempt will start.
   bool finished = false;
   int64_t accounted_bytes = 0;
@@ -897,9 +896,9 @@ void Worker::Impl::ReadFrom(Connection* conn) {
       metrics_->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
       LogWarning("sluice proxy: closing ", conn->upstream() ? "backend " : "client ", "connection ",
                  conn->peer_, ": ", nghttp2_strerror(static_cast<int>(rv)));
-      nghttp2_session_terminate_session(
-          conn->session_, rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                    : NGHTTP2_PROTOCOL_ERROR);
+      nghttp2_session_terminate_session(conn->session_, rv == NGHTTP2_ERR_FLOODED
+                                                            ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                            : NGHTTP2_PROTOCOL_ERROR);
       MarkDirty(conn);
       break;
     }
@@ -1254,14 +1253,15 @@ void Worker::Impl::StartAttempt(Call* call) {
       call->balancer->Pick(call->deadline, call->hash_key, call->previous_backend.get(),
                            /*fail_fast=*/true);
   if (!picked.ok()) {
-    if (call->attempts == 0 && !call->waited_for_endpoint &&
-        options_.pick_wait > absl::ZeroDuration() && call->balancer->ReadyCount() == 0) {
-      // Discovery has not reported anything yet (startup): wait a little, off this thread.
-      call->waited_for_endpoint = true;
+    if (options_.pick_wait > absl::ZeroDuration() && now_ < call->deadline &&
+        call->balancer->ReadyCount() == 0) {
+      // No endpoint is pickable (startup, or every backend left or failed a moment ago): as a
+      // library caller does, wait for one off this thread, until the call's deadline or at most
+      // pick_wait.
       std::shared_ptr<Inbox> inbox = inbox_;
       const uint64_t id = call->id;
       call->balancer->PickAsync(std::min(call->deadline, now_ + options_.pick_wait), call->hash_key,
-                                nullptr, /*fail_fast=*/false,
+                                call->previous_backend.get(), /*fail_fast=*/false,
                                 [inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> r) {
                                   std::lock_guard<std::mutex> lock(inbox->mu);
                                   inbox->picks.emplace_back(id, std::move(r));
@@ -1312,9 +1312,8 @@ void Worker::Impl::AttachToBackend(Call* call, std::shared_ptr<client::Backend> 
   nghttp2_data_provider body{};
   body.read_callback = ReadRequestBodyCb;
   const bool empty_body = call->req_done && call->req_buf.empty();
-  const int32_t stream_id = nghttp2_submit_request(up->session_, nullptr, nva_.data(),
-                                                   nva_.size(), empty_body ? nullptr : &body,
-                                                   nullptr);
+  const int32_t stream_id = nghttp2_submit_request(up->session_, nullptr, nva_.data(), nva_.size(),
+                                                   empty_body ? nullptr : &body, nullptr);
   if (stream_id < 0) {
     RetryOrFail(call, grpc::StatusCode::UNAVAILABLE,
                 absl::StrCat("cannot open a stream to backend ", call->backend->address(), ": ",
@@ -1413,8 +1412,8 @@ Connection* Worker::Impl::ConnectUpstream(const std::string& address, const TlsC
   conn->connecting_ = rc != 0 || tls != nullptr;
   conn->connected_ = !conn->connecting_;
   conn->last_used_ = now_;
-  nghttp2_session_client_new3(&conn->session_, client_callbacks_, &conn->context_,
-                              session_options_, SessionMem());
+  nghttp2_session_client_new3(&conn->session_, client_callbacks_, &conn->context_, session_options_,
+                              SessionMem());
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.stream_window},
@@ -1577,8 +1576,7 @@ void Worker::Impl::OnUpstreamResponseHeaders(Call* call, bool end_stream) {
   call->resp_pending.ToNv(&nva_);
   nghttp2_data_provider body{};
   body.read_callback = ReadResponseBodyCb;
-  nghttp2_submit_response(call->down->session_, call->down_stream, nva_.data(), nva_.size(),
-                          &body);
+  nghttp2_submit_response(call->down->session_, call->down_stream, nva_.data(), nva_.size(), &body);
   call->resp_submitted = true;
   MarkDirty(call->down);
 }
