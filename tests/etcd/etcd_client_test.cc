@@ -137,6 +137,25 @@ class EtcdClientTest : public ::testing::Test {
 
 EtcdProcess* EtcdClientTest::etcd_ = nullptr;
 
+// The test fixture itself: ports found free can be taken before etcd binds them (ctest runs
+// tests side by side), and a first start must then move on rather than fail the test.
+TEST(EtcdProcessTest, AFirstStartWhosePortWasTakenMovesToFreshPorts) {
+  EtcdProcess etcd;
+  const int taken_port = etcd.client_port();
+  int squatter = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(taken_port));
+  ASSERT_EQ(bind(squatter, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(squatter, 1), 0);
+  const absl::Status started = etcd.Start();
+  close(squatter);
+  ASSERT_TRUE(started.ok()) << started;
+  EXPECT_NE(etcd.client_port(), taken_port);
+  EXPECT_TRUE(testing::EtcdHealthy(etcd.client_port()));
+}
+
 TEST(PrefixRangeEndTest, IncrementsLastByte) {
   EXPECT_EQ(PrefixRangeEnd("a/"), "a0");
   EXPECT_EQ(PrefixRangeEnd("services/greeter/"), "services/greeter0");

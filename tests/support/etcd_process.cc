@@ -6,7 +6,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace sluice::testing {
@@ -22,19 +26,55 @@ EtcdProcess::~EtcdProcess() {
 std::string EtcdProcess::endpoint() const { return absl::StrCat("127.0.0.1:", client_port_); }
 
 absl::Status EtcdProcess::Start() {
+  for (int attempt = 1;; ++attempt) {
+    absl::Status status = StartOnce();
+    if (status.ok()) {
+      started_once_ = true;
+      return status;
+    }
+    // FreePort() only finds a port that was free a moment ago: a process of another test (an
+    // outgoing connection's ephemeral port, another FreePort) may take it before etcd binds it.
+    // A first start then moves to fresh ports; a restart keeps its ports, which clients know.
+    const bool port_taken = absl::StrContains(status.message(), "address already in use");
+    if (started_once_ || !port_taken || attempt == 3) {
+      std::fprintf(stderr, "EtcdProcess::Start: %s\n", std::string(status.message()).c_str());
+      return status;
+    }
+    client_port_ = FreePort();
+    peer_port_ = FreePort();
+    RemoveTree(data_dir_ + "/data");
+  }
+}
+
+absl::Status EtcdProcess::StartOnce() {
   std::string client_url = absl::StrCat("http://127.0.0.1:", client_port_);
   std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port_);
-  auto child = ChildProcess::Start(
-      {"etcd", "--name", "sluice-test", "--data-dir", data_dir_ + "/data",
-       "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-       "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-       "--initial-cluster", absl::StrCat("sluice-test=", peer_url),
-       "--initial-cluster-state", "new", "--log-level", "warn", "--logger", "zap"},
-      {{"ETCD_UNSUPPORTED_ARCH", ""}}, data_dir_ + "/etcd.log");
+  auto child = ChildProcess::Start({"etcd",
+                                    "--name",
+                                    "sluice-test",
+                                    "--data-dir",
+                                    data_dir_ + "/data",
+                                    "--listen-client-urls",
+                                    client_url,
+                                    "--advertise-client-urls",
+                                    client_url,
+                                    "--listen-peer-urls",
+                                    peer_url,
+                                    "--initial-advertise-peer-urls",
+                                    peer_url,
+                                    "--initial-cluster",
+                                    absl::StrCat("sluice-test=", peer_url),
+                                    "--initial-cluster-state",
+                                    "new",
+                                    "--log-level",
+                                    "warn",
+                                    "--logger",
+                                    "zap"},
+                                   {{"ETCD_UNSUPPORTED_ARCH", ""}}, data_dir_ + "/etcd.log");
   if (!child.ok()) return child.status();
   process_ = std::move(*child);
-  bool healthy = WaitFor([&] { return !process_.running() || EtcdHealthy(client_port_); },
-                         absl::Seconds(20));
+  bool healthy =
+      WaitFor([&] { return !process_.running() || EtcdHealthy(client_port_); }, absl::Seconds(20));
   if (!healthy || !process_.running()) {
     std::string log = process_.ReadLog();
     if (log.size() > 2000) log = log.substr(log.size() - 2000);

@@ -14,7 +14,8 @@ class EtcdProcess {
   EtcdProcess();
   ~EtcdProcess();  // kills etcd and removes the data dir
 
-  // Starts etcd and waits until it answers /health; an error carries the tail of its log.
+  // Starts etcd and waits until it answers /health; an error carries the tail of its log (and
+  // is printed to stderr). A first start whose port was taken meanwhile moves to fresh ports.
   absl::Status Start();
   void Stop();  // SIGTERM and wait
   void Kill();  // SIGKILL
@@ -26,6 +27,9 @@ class EtcdProcess {
   const std::string& data_dir() const { return data_dir_; }
 
  private:
+  absl::Status StartOnce();
+
+  bool started_once_ = false;
   int client_port_;
   int peer_port_;
   std::string data_dir_;

@@ -18,29 +18,40 @@ constexpr int kMaxMessage = 16 << 20;
 absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(const std::string& target,
                                                                   std::vector<std::string> extra) {
   auto proxy = std::unique_ptr<ProxyProcess>(new ProxyProcess());
-  proxy->port_ = FreePort();
-  proxy->admin_port_ = FreePort();
   proxy->log_dir_ = MakeTempDir("proxy");
-  std::vector<std::string> argv = {BuiltBinary("bin/sluice"),
-                                   "proxy",
-                                   "--listen",
-                                   absl::StrCat("127.0.0.1:", proxy->port_),
-                                   "--admin",
-                                   absl::StrCat("127.0.0.1:", proxy->admin_port_)};
-  if (!target.empty()) {
-    argv.push_back("--target");
-    argv.push_back(target);
+  for (int attempt = 1;; ++attempt) {
+    // FreePort() only finds ports that were free a moment ago; another test's process may take
+    // one before the proxy binds it. The proxy then exits at once, and gets fresh ports.
+    proxy->port_ = FreePort();
+    proxy->admin_port_ = FreePort();
+    std::vector<std::string> argv = {BuiltBinary("bin/sluice"),
+                                     "proxy",
+                                     "--listen",
+                                     absl::StrCat("127.0.0.1:", proxy->port_),
+                                     "--admin",
+                                     absl::StrCat("127.0.0.1:", proxy->admin_port_)};
+    if (!target.empty()) {
+      argv.push_back("--target");
+      argv.push_back(target);
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto process = ChildProcess::Start(argv, {}, proxy->log_dir_ + "/proxy.log");
+    if (!process.ok()) return process.status();
+    proxy->process_ = std::move(*process);
+    ProxyProcess* p = proxy.get();
+    const bool up = WaitFor(
+        [p] {
+          return !p->process_.running() ||
+                 (p->Get("/healthz").first == 200 && CanConnect("127.0.0.1", p->port_));
+        },
+        absl::Seconds(20));
+    if (up && p->process_.running()) return proxy;
+    const std::string log = p->process_.ReadLog();
+    if (p->process_.running() || attempt == 3 ||
+        !absl::StrContains(log, "Address already in use")) {
+      return absl::DeadlineExceededError("proxy did not start: " + log);
+    }
   }
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto process = ChildProcess::Start(argv, {}, proxy->log_dir_ + "/proxy.log");
-  if (!process.ok()) return process.status();
-  proxy->process_ = std::move(*process);
-  ProxyProcess* p = proxy.get();
-  if (!WaitFor([p] { return p->Get("/healthz").first == 200 && CanConnect("127.0.0.1", p->port_); },
-               absl::Seconds(20))) {
-    return absl::DeadlineExceededError("proxy did not start: " + p->process_.ReadLog());
-  }
-  return proxy;
 }
 
 ProxyProcess::~ProxyProcess() {
