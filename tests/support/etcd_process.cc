@@ -10,7 +10,6 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace sluice::testing {
@@ -32,11 +31,10 @@ absl::Status EtcdProcess::Start() {
       started_once_ = true;
       return status;
     }
-    // FreePort() only finds a port that was free a moment ago: a process of another test (an
-    // outgoing connection's ephemeral port, another FreePort) may take it before etcd binds it.
-    // A first start then moves to fresh ports; a restart keeps its ports, which clients know.
-    const bool port_taken = absl::StrContains(status.message(), "address already in use");
-    if (started_once_ || !port_taken || attempt == 3) {
+    // A first start that lost its port moves to fresh ones; a restart keeps its ports, which
+    // clients know.
+    if (started_once_ || !LostAPortRace(std::string(status.message())) ||
+        attempt == kPortRaceAttempts) {
       std::fprintf(stderr, "EtcdProcess::Start: %s\n", std::string(status.message()).c_str());
       return status;
     }

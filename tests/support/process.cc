@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -135,6 +137,10 @@ int FreePort() {
   return port;
 }
 
+bool LostAPortRace(const std::string& output) {
+  return absl::StrContains(absl::AsciiStrToLower(output), "address already in use");
+}
+
 bool CanConnect(const std::string& host, int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -147,7 +153,8 @@ bool CanConnect(const std::string& host, int port) {
 }
 
 std::string MakeTempDir(const std::string& tag) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / ("sluice-" + tag + "-XXXXXX")).string();
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / ("sluice-" + tag + "-XXXXXX")).string();
   char* dir = mkdtemp(tmpl.data());
   return dir ? std::string(dir) : std::string();
 }

@@ -45,6 +45,11 @@ class ChildProcess {
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
+// A child given FreePort() ports may find one taken by the time it binds it (ctest runs tests
+// side by side): whether its output says so ("address already in use", any case), and how many
+// times in all a start may try fresh ports.
+bool LostAPortRace(const std::string& output);
+constexpr int kPortRaceAttempts = 3;
 // Whether something accepts TCP connections on host:port.
 bool CanConnect(const std::string& host, int port);
 // A fresh temporary directory (removed by RemoveTree).

@@ -20,8 +20,7 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(const std::str
   auto proxy = std::unique_ptr<ProxyProcess>(new ProxyProcess());
   proxy->log_dir_ = MakeTempDir("proxy");
   for (int attempt = 1;; ++attempt) {
-    // FreePort() only finds ports that were free a moment ago; another test's process may take
-    // one before the proxy binds it. The proxy then exits at once, and gets fresh ports.
+    // A proxy that lost a port race exits at once, and gets fresh ports.
     proxy->port_ = FreePort();
     proxy->admin_port_ = FreePort();
     std::vector<std::string> argv = {BuiltBinary("bin/sluice"),
@@ -47,8 +46,7 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(const std::str
         absl::Seconds(20));
     if (up && p->process_.running()) return proxy;
     const std::string log = p->process_.ReadLog();
-    if (p->process_.running() || attempt == 3 ||
-        !absl::StrContains(log, "Address already in use")) {
+    if (p->process_.running() || attempt == kPortRaceAttempts || !LostAPortRace(log)) {
       return absl::DeadlineExceededError("proxy did not start: " + log);
     }
   }

@@ -523,14 +523,9 @@ class Balancer::Impl {
     backend.ejection_requested = false;
     if (it == entries_.end() || it->second.backend.get() != &backend || it->second.ejected) return;
     const auto& outlier = options_.outlier_detection;
-    size_t ejected = 0, ready_not_ejected = 0;
-    for (const auto& [address, entry] : entries_) {
-      if (entry.ejected) ++ejected;
-      if (!entry.ejected && entry.state == GRPC_CHANNEL_READY) ++ready_not_ejected;
-    }
-    const size_t max_ejected = MaxEjected();
+    const EjectionCounts counts = CountEjections();
     bool self_ready = it->second.state == GRPC_CHANNEL_READY;
-    if (ejected + 1 > max_ejected || (self_ready && ready_not_ejected <= 1) ||
+    if (counts.ejected + 1 > MaxEjected() || (self_ready && counts.ready_not_ejected <= 1) ||
         entries_.size() <= 1) {
       LogWarning("balancer ", owner_.service_name_, ": ", backend.address(), " failed ",
                  outlier.consecutive_failures,
@@ -566,36 +561,44 @@ class Balancer::Impl {
     ResolvePendingPicks();
   }
 
+  struct EjectionCounts {
+    size_t ejected = 0;
+    size_t ready_not_ejected = 0;
+  };
+  EjectionCounts CountEjections() const {
+    EjectionCounts counts;
+    for (const auto& [address, entry] : entries_) {
+      if (entry.ejected) {
+        ++counts.ejected;
+      } else if (entry.state == GRPC_CHANNEL_READY) {
+        ++counts.ready_not_ejected;
+      }
+    }
+    return counts;
+  }
+
+  // The ejected entry whose ejection ends first (among the READY ones if `ready_only`), or null.
+  Entry* FirstEjectionToEnd(bool ready_only) {
+    Entry* first = nullptr;
+    for (auto& [address, entry] : entries_) {
+      if (!entry.ejected || (ready_only && entry.state != GRPC_CHANNEL_READY)) continue;
+      if (first == nullptr || entry.ejected_until < first->ejected_until) first = &entry;
+    }
+    return first;
+  }
+
   // Ejection's limits are checked when an endpoint is ejected, but the set changes afterwards:
   // when the others leave or stop being ready, ejected endpoints may be all that is left, or
   // more than the allowed share. Those whose ejection ends first come back early.
   void ReleaseEjectionsBeyondLimits() {
     while (true) {
-      size_t ejected = 0, ready_not_ejected = 0;
-      Entry* first_ready_to_end = nullptr;  // among the ejected: the first to end, ready ones
-      Entry* first_to_end = nullptr;
-      for (auto& [address, entry] : entries_) {
-        if (!entry.ejected) {
-          if (entry.state == GRPC_CHANNEL_READY) ++ready_not_ejected;
-          continue;
-        }
-        ++ejected;
-        if (first_to_end == nullptr || entry.ejected_until < first_to_end->ejected_until) {
-          first_to_end = &entry;
-        }
-        if (entry.state == GRPC_CHANNEL_READY &&
-            (first_ready_to_end == nullptr ||
-             entry.ejected_until < first_ready_to_end->ejected_until)) {
-          first_ready_to_end = &entry;
-        }
-      }
+      const EjectionCounts counts = CountEjections();
       Entry* release = nullptr;
       const char* why = nullptr;
-      if (ready_not_ejected == 0 && first_ready_to_end != nullptr) {
-        release = first_ready_to_end;
+      if (counts.ready_not_ejected == 0 && (release = FirstEjectionToEnd(true)) != nullptr) {
         why = "no other endpoint is ready";
-      } else if (ejected > MaxEjected()) {
-        release = first_to_end;
+      } else if (counts.ejected > MaxEjected()) {
+        release = FirstEjectionToEnd(false);
         why = "more than the allowed share of the endpoints left is ejected";
       }
       if (release == nullptr) return;
