@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config make git
+  build-essential cmake pkg-config make git ccache
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libc-ares-dev libre2-dev zlib1g-dev
   libnghttp2-dev libssl-dev openssl nlohmann-json3-dev libcli11-dev
