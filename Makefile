@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all build install-deps demo test check-sanitizers check-asan clean format experiments fuzz
+.PHONY: all build install-deps demo test check-sanitizers check-asan clean format experiments fuzz package
 
 all: build
 
@@ -68,6 +68,12 @@ check-asan: install-deps
 	  UBSAN_OPTIONS=$(SANITIZER_UBSAN_OPTIONS) \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp \
 	  ctest --output-on-failure --timeout 900 -R '^ChaosTest\.'
+
+# Debian packages from the install rules (CPack): $(BUILD_DIR)/package/sluice_*.deb (the command
+# and its systemd units) and libsluice-dev_*.deb (the client library for C++ programs).
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB -B $(CURDIR)/$(BUILD_DIR)/package
+	@ls -l $(BUILD_DIR)/package/*.deb
 
 demo: build
 	@bash scripts/demo.sh $(BUILD_DIR)

@@ -16,6 +16,7 @@
 #include "sluice/cli/etcd_flags.h"
 #include "sluice/client/balancer.h"
 #include "sluice/core/log.h"
+#include "sluice/core/open_files.h"
 #include "sluice/core/signals.h"
 #include "sluice/proxy/admin_server.h"
 #include "sluice/proxy/proxy.h"
@@ -162,6 +163,14 @@ int RunProxy(const ProxyFlags& flags) {
   if (routes.empty()) return UsageError("give --target (or --config FILE)");
   auto router = proxy::Router::Create(std::move(routes));
   if (!router.ok()) return UsageError(std::string(router.status().message()));
+  if (auto files = RaiseOpenFilesLimit(); files.ok()) {
+    LogInfo("sluice proxy: open-files limit ", files->soft, " (was ", files->soft_before,
+            ", hard limit ", files->hard, "): room for about ", ConnectionCapacity(files->soft),
+            " client connections");
+  } else {
+    LogWarning("sluice proxy: ", files.status().message(), "; room for about ",
+               ConnectionCapacity(1024), " client connections or more (see ulimit -n)");
+  }
   auto proxy = proxy::Proxy::Start(options, router->get());
   if (!proxy.ok()) {
     if (proxy.status().code() == absl::StatusCode::kInvalidArgument) {
