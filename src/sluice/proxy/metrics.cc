@@ -4,18 +4,6 @@
 
 namespace sluice::proxy {
 
-void BackendMetrics::Record(int code, absl::Duration latency) {
-  calls.fetch_add(1, std::memory_order_relaxed);
-  if (code < 0 || code >= kCodes) code = 2;  // UNKNOWN
-  by_code[code].fetch_add(1, std::memory_order_relaxed);
-  const double seconds = absl::ToDoubleSeconds(latency);
-  size_t bucket = 0;
-  while (bucket < kBuckets.size() && seconds > kBuckets[bucket]) ++bucket;
-  latency_buckets[bucket].fetch_add(1, std::memory_order_relaxed);
-  latency_count.fetch_add(1, std::memory_order_relaxed);
-  latency_sum_ns.fetch_add(absl::ToInt64Nanoseconds(latency), std::memory_order_relaxed);
-}
-
 BackendMetrics* ProxyMetrics::ForBackend(const std::string& address) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& slot = backends_[address];
@@ -23,23 +11,21 @@ BackendMetrics* ProxyMetrics::ForBackend(const std::string& address) {
   return slot.get();
 }
 
-namespace {
-
-void Metric(std::string& out, absl::string_view name, absl::string_view type,
-            absl::string_view help) {
-  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+std::map<std::string, const BackendMetrics*> ProxyMetrics::AllBackends() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, const BackendMetrics*> all;
+  for (const auto& [address, m] : backends_) all[address] = m.get();
+  return all;
 }
-
-}  // namespace
 
 std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo>& backends) const {
   std::string out;
   auto gauge = [&](absl::string_view name, absl::string_view help, int64_t value) {
-    Metric(out, name, "gauge", help);
+    AppendPrometheusHeader(out, name, "gauge", help);
     absl::StrAppend(&out, name, " ", value, "\n");
   };
   auto counter = [&](absl::string_view name, absl::string_view help, uint64_t value) {
-    Metric(out, name, "counter", help);
+    AppendPrometheusHeader(out, name, "counter", help);
     absl::StrAppend(&out, name, " ", value, "\n");
   };
   constexpr auto r = std::memory_order_relaxed;
@@ -76,54 +62,23 @@ std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo
   gauge("sluice_proxy_buffered_bytes", "Message bytes held by the proxy for calls in progress.",
         buffered_bytes.load(r));
 
-  Metric(out, "sluice_proxy_backend_in_flight", "gauge", "Calls in flight per backend.");
+  AppendPrometheusHeader(out, "sluice_proxy_backend_in_flight", "gauge", "Calls in flight per backend.");
   for (const auto& b : backends) {
     absl::StrAppend(&out, "sluice_proxy_backend_in_flight{backend=\"", b.address, "\"} ",
                     b.in_flight, "\n");
   }
-  Metric(out, "sluice_proxy_backend_ejections", "gauge", "Times the backend was ejected.");
+  AppendPrometheusHeader(out, "sluice_proxy_backend_ejections", "gauge", "Times the backend was ejected.");
   for (const auto& b : backends) {
     absl::StrAppend(&out, "sluice_proxy_backend_ejections{backend=\"", b.address, "\"} ",
                     b.ejections, "\n");
   }
-  Metric(out, "sluice_proxy_backend_up", "gauge", "1 if the backend can be picked.");
+  AppendPrometheusHeader(out, "sluice_proxy_backend_up", "gauge", "1 if the backend can be picked.");
   for (const auto& b : backends) {
     absl::StrAppend(&out, "sluice_proxy_backend_up{backend=\"", b.address, "\",state=\"", b.state,
                     "\"} ", b.state == "ready" ? 1 : 0, "\n");
   }
 
-  std::lock_guard<std::mutex> lock(mu_);
-  Metric(out, "sluice_proxy_backend_calls_total", "counter", "Attempts sent to the backend.");
-  for (const auto& [address, m] : backends_) {
-    absl::StrAppend(&out, "sluice_proxy_backend_calls_total{backend=\"", address, "\"} ",
-                    m->calls.load(r), "\n");
-  }
-  Metric(out, "sluice_proxy_backend_responses_total", "counter",
-         "Attempts ended, by gRPC status code.");
-  for (const auto& [address, m] : backends_) {
-    for (int code = 0; code < BackendMetrics::kCodes; ++code) {
-      const uint64_t n = m->by_code[code].load(r);
-      if (n == 0) continue;
-      absl::StrAppend(&out, "sluice_proxy_backend_responses_total{backend=\"", address,
-                      "\",grpc_status=\"", code, "\"} ", n, "\n");
-    }
-  }
-  Metric(out, "sluice_proxy_backend_latency_seconds", "histogram", "Attempt latency.");
-  for (const auto& [address, m] : backends_) {
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i <= BackendMetrics::kBuckets.size(); ++i) {
-      cumulative += m->latency_buckets[i].load(r);
-      const std::string le = i < BackendMetrics::kBuckets.size()
-                                 ? absl::StrCat(BackendMetrics::kBuckets[i])
-                                 : std::string("+Inf");
-      absl::StrAppend(&out, "sluice_proxy_backend_latency_seconds_bucket{backend=\"", address,
-                      "\",le=\"", le, "\"} ", cumulative, "\n");
-    }
-    absl::StrAppend(&out, "sluice_proxy_backend_latency_seconds_sum{backend=\"", address, "\"} ",
-                    static_cast<double>(m->latency_sum_ns.load(r)) / 1e9, "\n");
-    absl::StrAppend(&out, "sluice_proxy_backend_latency_seconds_count{backend=\"", address, "\"} ",
-                    m->latency_count.load(r), "\n");
-  }
+  AppendCallMetricsPrometheus(out, "sluice_proxy_backend", "backend", AllBackends());
   return out;
 }
 

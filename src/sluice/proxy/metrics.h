@@ -11,25 +11,13 @@
 
 #include "absl/time/time.h"
 #include "sluice/client/balancer.h"
+#include "sluice/core/call_metrics.h"
 
 namespace sluice::proxy {
 
-// Counters of one backend, as the proxy saw its calls. Relaxed atomics: every worker adds, the
-// admin thread reads; exact cross-counter consistency is not needed for monitoring.
-struct BackendMetrics {
-  // Upper bounds of the latency histogram buckets, in seconds (+Inf is implicit).
-  static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                      0.05,   0.1,   0.25,   0.5,   1,    5};
-  static constexpr int kCodes = 17;  // gRPC status codes 0-16
-
-  std::atomic<uint64_t> calls{0};
-  std::array<std::atomic<uint64_t>, kCodes> by_code{};
-  std::array<std::atomic<uint64_t>, kBuckets.size() + 1> latency_buckets{};
-  std::atomic<uint64_t> latency_count{0};
-  std::atomic<int64_t> latency_sum_ns{0};
-
-  void Record(int code, absl::Duration latency);
-};
+// Counters of one backend, as the proxy saw its calls (the same counters the client library
+// exports per endpoint).
+using BackendMetrics = CallMetrics;
 
 // Process-wide proxy counters and the per-backend registry.
 class ProxyMetrics {
@@ -56,6 +44,9 @@ class ProxyMetrics {
 
   // The metrics of one backend address; the pointer stays valid for the process's life.
   BackendMetrics* ForBackend(const std::string& address);
+
+  // Every backend's metrics seen so far, by address (pointers valid for the process's life).
+  std::map<std::string, const BackendMetrics*> AllBackends() const;
 
   // Prometheus text exposition; `backends` adds the balancer's view (in-flight, state, ejections).
   std::string RenderPrometheus(const std::vector<client::BackendInfo>& backends) const;
