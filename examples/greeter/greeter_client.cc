@@ -19,6 +19,7 @@
 #include "helloworld.grpc.pb.h"
 #include "sluice/client/balancer.h"
 #include "sluice/client/call.h"
+#include "sluice/client/metrics_export.h"
 #include "sluice/core/log.h"
 
 int main(int argc, char** argv) {
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   bool retry_unavailable = true;
   bool plain = false;
   std::string csv_path;
+  int metrics_port = -1;
   app.add_option("--target", target,
                  "IP:PORT, or etcd://HOST:PORT/PREFIX, static://IP:PORT,..., dns://NAME:PORT")
       ->capture_default_str();
@@ -57,6 +59,9 @@ int main(int argc, char** argv) {
   app.add_option("--csv", csv_path,
                  "Also write one line per call to this file: start time (Unix ms), latency ms, "
                  "status code, backend that answered (the experiments read it)");
+  app.add_option("--metrics-port", metrics_port,
+                 "Serve the client library's per-endpoint metrics (Prometheus text) at "
+                 "http://127.0.0.1:PORT/metrics while the calls run (0: a free port)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -94,6 +99,23 @@ int main(int argc, char** argv) {
     }
     balancer = std::move(*created);
   }
+  std::unique_ptr<sluice::client::MetricsExport> metrics;
+  std::unique_ptr<sluice::HttpServer> metrics_server;
+  if (metrics_port >= 0) {
+    if (plain) {
+      std::fprintf(stderr, "greeter_client: --metrics-port needs the client library (not --plain)\n");
+      return 2;
+    }
+    metrics = std::make_unique<sluice::client::MetricsExport>(*balancer);
+    auto served = metrics->Serve(absl::StrCat("127.0.0.1:", metrics_port));
+    if (!served.ok()) {
+      std::fprintf(stderr, "greeter_client: --metrics-port: %s\n",
+                   std::string(served.status().message()).c_str());
+      return 2;
+    }
+    metrics_server = std::move(*served);
+    std::printf("Greeter client metrics on http://127.0.0.1:%d/metrics\n", metrics_server->port());
+  }
   FILE* csv = nullptr;
   if (!csv_path.empty()) {
     csv = std::fopen(csv_path.c_str(), "w");
@@ -121,8 +143,11 @@ int main(int argc, char** argv) {
       sluice::client::CallOptions call;
       call.method = "/Greeter/SayHello";
       call.deadline = balancer->clock().Now() + timeout;
-      status =
-          sluice::client::UnaryCall(*balancer, &Greeter::Stub::SayHello, call, request, &reply);
+      status = metrics != nullptr
+                   ? sluice::client::UnaryCall(*metrics, *balancer, &Greeter::Stub::SayHello,
+                                               call, request, &reply)
+                   : sluice::client::UnaryCall(*balancer, &Greeter::Stub::SayHello, call,
+                                               request, &reply);
     }
     std::string backend;
     if (status.ok()) {
