@@ -1,6 +1,7 @@
-# What `cmake --install` puts where. Two components, which `make package` turns into two Debian
-# packages: "runtime" (the sluice command and its systemd units) and "development" (the client
-# library's headers and static libraries, a CMake package and a pkg-config file).
+# What `cmake --install` puts where. Three components, which `make package` turns into three
+# Debian packages: "runtime" (the sluice command and its systemd units), "development" (the
+# client library's headers and static libraries, a CMake package and a pkg-config file) and
+# "examples" (the seed's Greeter server and client, for containers and trials).
 include(CMakePackageConfigHelpers)
 
 set(SLUICE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Sluice)
@@ -52,3 +53,6 @@ install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/sluice-proxy.service
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/proxy.env
               ${PROJECT_SOURCE_DIR}/deploy/systemd/register-greeter.env
   DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/examples COMPONENT runtime)
+
+install(TARGETS greeter_server greeter_client RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  COMPONENT examples)

@@ -3,6 +3,7 @@
 #                   libraries (found by dpkg-shlibdeps from what the binary links).
 #   libsluice-dev   headers, static libraries, CMake package and pkg-config file; depends on the
 #                   Debian -dev packages a program linking the library needs.
+#   sluice-examples the seed's Greeter server and client (the Greeter container image).
 set(CPACK_PACKAGE_NAME sluice)
 set(CPACK_PACKAGE_VENDOR "Sluice")
 set(CPACK_PACKAGE_CONTACT "Sluice maintainers <sluice@localhost>")
@@ -11,7 +12,7 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
-set(CPACK_COMPONENTS_ALL runtime development)
+set(CPACK_COMPONENTS_ALL runtime development examples)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 
@@ -29,5 +30,9 @@ set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS
   "libgrpc++-dev, libprotobuf-dev, protobuf-compiler-grpc, libabsl-dev, nlohmann-json3-dev")
 set(CPACK_COMPONENT_DEVELOPMENT_DESCRIPTION
   "Sluice client library: headers, static libraries, CMake package and pkg-config file")
+
+set(CPACK_DEBIAN_EXAMPLES_PACKAGE_NAME sluice-examples)
+set(CPACK_DEBIAN_EXAMPLES_PACKAGE_SHLIBDEPS ON)
+set(CPACK_COMPONENT_EXAMPLES_DESCRIPTION "Sluice examples: the Greeter server and client")
 
 include(CPack)
