@@ -1,0 +1,63 @@
+#!/usr/bin/python3
+"""`greeter_client --metrics-port` serves the client library's per-endpoint metrics while its
+calls run: scraped mid-run, every one of three real backends has calls counted, OK responses
+and a latency histogram.
+
+Usage: greeter_client_metrics_test.py BUILD_DIR
+"""
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location(
+    "experiments_run", os.path.join(HERE, "..", "..", "experiments", "run.py"))
+lab = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lab)
+
+BIN = os.path.join(os.path.abspath(sys.argv[1]), "bin")
+IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+work = tempfile.mkdtemp(prefix="sluice-client-metrics-test-")
+procs = lab.Processes(work)
+failures, passed = [], 0
+try:
+    port = lab.free_port(IPS[0])
+    for ip in IPS:
+        procs.start("greeter-" + ip, [os.path.join(BIN, "greeter_server"), "--ip", ip, "--port",
+                                      str(port), "--quiet"])
+    for ip in IPS:
+        assert lab.wait_until(lambda: lab.can_connect(ip, port), 30), ip
+    metrics_port = lab.free_port()
+    target = "static://" + ",".join("%s:%d" % (ip, port) for ip in IPS)
+    client = procs.start("client", [os.path.join(BIN, "greeter_client"), "--target", target,
+                                    "--calls", "200", "--interval", "50ms",
+                                    "--metrics-port", str(metrics_port)])
+    assert lab.wait_until(lambda: lab.can_connect("127.0.0.1", metrics_port), 30), "metrics"
+    time.sleep(2)
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port).read().decode()
+    for ip in IPS:
+        endpoint = '{endpoint="%s:%d"' % (ip, port)
+        calls = re.search(r"sluice_client_endpoint_calls_total%s\} (\d+)" % re.escape(endpoint),
+                          text)
+        ok = calls is not None and int(calls.group(1)) > 0
+        ok = ok and ("sluice_client_endpoint_responses_total%s,grpc_status=\"0\"}" % endpoint) in text
+        ok = ok and ("sluice_client_endpoint_latency_seconds_count%s}" % endpoint) in text
+        ok = ok and ("sluice_client_endpoint_up%s,state=\"ready\"} 1" % endpoint) in text
+        if ok:
+            passed += 1
+            print("ok: %s:%d counted (%s calls)" % (ip, port, calls.group(1)))
+        else:
+            failures.append(ip)
+            print("FAIL: %s:%d not counted in:\n%s" % (ip, port, text))
+    procs.stop(client)
+finally:
+    procs.stop_all()
+    shutil.rmtree(work, ignore_errors=True)
+print("%d passed, %d failed" % (passed, len(failures)))
+sys.exit(1 if failures else 0)
