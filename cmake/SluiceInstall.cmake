@@ -21,6 +21,14 @@ foreach(pair ${SLUICE_EXPORTED_LIBRARIES})
   list(APPEND SLUICE_EXPORTED_TARGETS ${target})
 endforeach()
 
+# A sanitized build's libraries need the sanitizer runtime in whatever links them.
+set(SLUICE_PC_EXTRA_LIBS "")
+if(SLUICE_SANITIZE)
+  target_link_options(sluice_core INTERFACE
+    $<INSTALL_INTERFACE:-fsanitize=${SLUICE_SANITIZE}>)
+  set(SLUICE_PC_EXTRA_LIBS " -fsanitize=${SLUICE_SANITIZE}")
+endif()
+
 install(TARGETS ${SLUICE_EXPORTED_TARGETS} EXPORT SluiceTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
