@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     const size_t at = reply.message().rfind("I am ");
     ++answered_by[at == std::string::npos ? "?" : reply.message().substr(at + 5)];
   }
-  for (const auto& [backend, count] : answered_by) std::printf("answered_by %s %d\n", backend.c_str(), count);
+  for (const auto& [backend, count] : answered_by)
+    std::printf("answered_by %s %d\n", backend.c_str(), count);
   return failed == 0 ? 0 : 1;
 }

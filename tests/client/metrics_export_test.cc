@@ -72,10 +72,10 @@ struct Fixture {
     HelloRequest request;
     request.set_name("metrics");
     HelloReply reply;
-    return client::UnaryCall(*metrics, *balancer, &Greeter::Stub::SayHello,
-                             {.method = "/Greeter/SayHello",
-                              .deadline = balancer->clock().Now() + absl::Seconds(5)},
-                             request, &reply);
+    return client::UnaryCall(
+        *metrics, *balancer, &Greeter::Stub::SayHello,
+        {.method = "/Greeter/SayHello", .deadline = balancer->clock().Now() + absl::Seconds(5)},
+        request, &reply);
   }
 };
 
@@ -88,23 +88,23 @@ TEST(MetricsExportTest, CountsCallsPerEndpointAndServesThemAsPrometheusText) {
   EXPECT_TRUE(absl::StrContains(response, "Content-Type: text/plain; version=0.0.4"));
   for (const auto& b : f.backends) {
     const std::string e = absl::StrCat("{endpoint=\"", b->address(), "\"");
-    EXPECT_TRUE(absl::StrContains(response, absl::StrCat("sluice_client_endpoint_calls_total", e,
-                                                         "} 10\n")))
+    EXPECT_TRUE(absl::StrContains(response,
+                                  absl::StrCat("sluice_client_endpoint_calls_total", e, "} 10\n")))
         << response;
+    EXPECT_TRUE(absl::StrContains(response, absl::StrCat("sluice_client_endpoint_responses_total",
+                                                         e, ",grpc_status=\"0\"} 10\n")));
     EXPECT_TRUE(absl::StrContains(
-        response, absl::StrCat("sluice_client_endpoint_responses_total", e,
-                               ",grpc_status=\"0\"} 10\n")));
-    EXPECT_TRUE(absl::StrContains(
-        response, absl::StrCat("sluice_client_endpoint_latency_seconds_bucket", e,
-                               ",le=\"+Inf\"} 10\n")));
+        response,
+        absl::StrCat("sluice_client_endpoint_latency_seconds_bucket", e, ",le=\"+Inf\"} 10\n")));
     EXPECT_TRUE(absl::StrContains(
         response, absl::StrCat("sluice_client_endpoint_latency_seconds_count", e, "} 10\n")));
-    EXPECT_TRUE(absl::StrContains(
-        response, absl::StrCat("sluice_client_endpoint_in_flight", e, "} 0\n")));
+    EXPECT_TRUE(
+        absl::StrContains(response, absl::StrCat("sluice_client_endpoint_in_flight", e, "} 0\n")));
     EXPECT_TRUE(absl::StrContains(
         response, absl::StrCat("sluice_client_endpoint_up", e, ",state=\"ready\"} 1\n")));
   }
-  EXPECT_TRUE(absl::StrContains(response, "# TYPE sluice_client_endpoint_latency_seconds histogram"));
+  EXPECT_TRUE(
+      absl::StrContains(response, "# TYPE sluice_client_endpoint_latency_seconds histogram"));
   EXPECT_TRUE(absl::StrContains(response, "sluice_client_ready_endpoints{service=\""));
   EXPECT_TRUE(absl::StartsWith(HttpGet(f.server->port(), "/other"), "HTTP/1.1 404"));
 }
@@ -119,17 +119,16 @@ TEST(MetricsExportTest, FailuresAreCountedByStatusCodeAndEjectionsShow) {
   const std::string text = f.metrics->RenderPrometheus();
   const std::string bad = absl::StrCat("{endpoint=\"", f.backends[1]->address(), "\"");
   const std::string good = absl::StrCat("{endpoint=\"", f.backends[0]->address(), "\"");
-  EXPECT_TRUE(absl::StrContains(
-      text, absl::StrCat("sluice_client_endpoint_responses_total", bad, ",grpc_status=\"14\"} ",
-                         failed, "\n")))
+  EXPECT_TRUE(absl::StrContains(text, absl::StrCat("sluice_client_endpoint_responses_total", bad,
+                                                   ",grpc_status=\"14\"} ", failed, "\n")))
       << text;
   EXPECT_FALSE(absl::StrContains(
       text, absl::StrCat("sluice_client_endpoint_responses_total", good, ",grpc_status=\"14\"")));
   EXPECT_TRUE(absl::StrContains(
       text, absl::StrCat("sluice_client_endpoint_failures_total", bad, "} ", failed, "\n")));
   // Five failures in a row eject it (one of two endpoints: within the 50% limit).
-  EXPECT_TRUE(absl::StrContains(text, absl::StrCat("sluice_client_endpoint_ejections", bad,
-                                                   "} 1\n")))
+  EXPECT_TRUE(
+      absl::StrContains(text, absl::StrCat("sluice_client_endpoint_ejections", bad, "} 1\n")))
       << text;
   EXPECT_TRUE(absl::StrContains(
       text, absl::StrCat("sluice_client_endpoint_up", bad, ",state=\"ejected\"} 0\n")));

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pc_probe: endpoints not ready\n");
     return 1;
   }
-  for (const auto& b : (*balancer)->Backends()) std::printf("%s %s\n", b.address.c_str(), b.state.c_str());
+  for (const auto& b : (*balancer)->Backends())
+    std::printf("%s %s\n", b.address.c_str(), b.state.c_str());
   return 0;
 }

@@ -17,18 +17,17 @@ void MetricsExport::Record(const std::string& address, grpc::StatusCode code,
 }
 
 Balancer::Attempt MetricsExport::Instrument(Balancer::Attempt attempt) {
-  return [this, attempt = std::move(attempt)](const Backend& backend,
-                                              grpc::ClientContext* context) {
-    const absl::Time started = balancer_.clock().Now();
-    grpc::Status status = attempt(backend, context);
-    Record(backend.address(), status.error_code(), balancer_.clock().Now() - started);
-    return status;
-  };
+  return
+      [this, attempt = std::move(attempt)](const Backend& backend, grpc::ClientContext* context) {
+        const absl::Time started = balancer_.clock().Now();
+        grpc::Status status = attempt(backend, context);
+        Record(backend.address(), status.error_code(), balancer_.clock().Now() - started);
+        return status;
+      };
 }
 
 Balancer::AsyncAttempt MetricsExport::InstrumentAsync(Balancer::AsyncAttempt attempt) {
-  return [this, attempt = std::move(attempt)](const Backend& backend,
-                                              grpc::ClientContext* context,
+  return [this, attempt = std::move(attempt)](const Backend& backend, grpc::ClientContext* context,
                                               std::function<void(grpc::Status)> finished) {
     const absl::Time started = balancer_.clock().Now();
     attempt(backend, context,

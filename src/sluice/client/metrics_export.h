@@ -56,11 +56,11 @@ grpc::Status UnaryCall(MetricsExport& metrics, Balancer& balancer,
                        grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
                                                     Response*),
                        const CallOptions& options, const Request& request, Response* response) {
-  return balancer.Call(options, metrics.Instrument([&](const Backend& backend,
-                                                       grpc::ClientContext* context) {
-    response->Clear();
-    return (backend.StubFor<Stub>().*method)(context, request, response);
-  }));
+  return balancer.Call(
+      options, metrics.Instrument([&](const Backend& backend, grpc::ClientContext* context) {
+        response->Clear();
+        return (backend.StubFor<Stub>().*method)(context, request, response);
+      }));
 }
 
 }  // namespace sluice::client

@@ -4,9 +4,8 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"

@@ -15,8 +15,8 @@
 namespace sluice {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
-                                                               const std::string& what,
-                                                               Handler handler) {
+                                                              const std::string& what,
+                                                              Handler handler) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
     return absl::InvalidArgumentError(
@@ -34,8 +34,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   addr.sin_port = htons(port);
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot open a socket (", what, "): ",
-                                               strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot open a socket (", what, "): ", strerror(errno)));
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

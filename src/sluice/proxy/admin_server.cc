@@ -13,9 +13,7 @@ namespace {
 constexpr char kJson[] = "application/json";
 constexpr char kText[] = "text/plain; charset=utf-8";
 
-std::string RouteName(const std::string& service) {
-  return service.empty() ? "default" : service;
-}
+std::string RouteName(const std::string& service) { return service.empty() ? "default" : service; }
 
 }  // namespace
 
@@ -23,9 +21,8 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
                                                                 const Router* router,
                                                                 ProxyMetrics* metrics) {
   std::unique_ptr<AdminServer> server(new AdminServer(router, metrics));
-  auto http = HttpServer::Start(listen, "--admin", [s = server.get()](const std::string& path) {
-    return s->Handle(path);
-  });
+  auto http = HttpServer::Start(
+      listen, "--admin", [s = server.get()](const std::string& path) { return s->Handle(path); });
   if (!http.ok()) return http.status();
   server->http_ = std::move(*http);
   return server;
@@ -78,12 +75,9 @@ std::string AdminServer::DashboardJson() const {
                       {"policy", balancer->options().policy},
                       {"ready", balancer->ReadyCount()}});
     for (const auto& b : balancer->Backends()) {
-      nlohmann::json backend = {{"address", b.address},
-                                {"route", RouteName(service)},
-                                {"state", b.state},
-                                {"in_flight", b.in_flight},
-                                {"weight", b.weight},
-                                {"ejections", b.ejections}};
+      nlohmann::json backend = {{"address", b.address}, {"route", RouteName(service)},
+                                {"state", b.state},     {"in_flight", b.in_flight},
+                                {"weight", b.weight},   {"ejections", b.ejections}};
       if (auto it = call_metrics.find(b.address); it != call_metrics.end()) {
         backend.update(it->second->ToJson());
       } else {
@@ -93,17 +87,16 @@ std::string AdminServer::DashboardJson() const {
     }
   }
   constexpr auto r = std::memory_order_relaxed;
-  nlohmann::json state = {
-      {"time_ms", absl::ToUnixMillis(absl::Now())},
-      {"bucket_bounds", CallMetrics::kBuckets},
-      {"routes", routes},
-      {"backends", backends},
-      {"proxy",
-       {{"client_connections", metrics_->downstream_connections.load(r)},
-        {"backend_connections", metrics_->upstream_connections.load(r)},
-        {"streams", metrics_->streams.load(r)},
-        {"streams_total", metrics_->streams_total.load(r)},
-        {"retries_total", metrics_->retries_total.load(r)}}}};
+  nlohmann::json state = {{"time_ms", absl::ToUnixMillis(absl::Now())},
+                          {"bucket_bounds", CallMetrics::kBuckets},
+                          {"routes", routes},
+                          {"backends", backends},
+                          {"proxy",
+                           {{"client_connections", metrics_->downstream_connections.load(r)},
+                            {"backend_connections", metrics_->upstream_connections.load(r)},
+                            {"streams", metrics_->streams.load(r)},
+                            {"streams_total", metrics_->streams_total.load(r)},
+                            {"retries_total", metrics_->retries_total.load(r)}}}};
   return state.dump();
 }
 

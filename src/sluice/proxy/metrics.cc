@@ -62,17 +62,20 @@ std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo
   gauge("sluice_proxy_buffered_bytes", "Message bytes held by the proxy for calls in progress.",
         buffered_bytes.load(r));
 
-  AppendPrometheusHeader(out, "sluice_proxy_backend_in_flight", "gauge", "Calls in flight per backend.");
+  AppendPrometheusHeader(out, "sluice_proxy_backend_in_flight", "gauge",
+                         "Calls in flight per backend.");
   for (const auto& b : backends) {
     absl::StrAppend(&out, "sluice_proxy_backend_in_flight{backend=\"", b.address, "\"} ",
                     b.in_flight, "\n");
   }
-  AppendPrometheusHeader(out, "sluice_proxy_backend_ejections", "gauge", "Times the backend was ejected.");
+  AppendPrometheusHeader(out, "sluice_proxy_backend_ejections", "gauge",
+                         "Times the backend was ejected.");
   for (const auto& b : backends) {
     absl::StrAppend(&out, "sluice_proxy_backend_ejections{backend=\"", b.address, "\"} ",
                     b.ejections, "\n");
   }
-  AppendPrometheusHeader(out, "sluice_proxy_backend_up", "gauge", "1 if the backend can be picked.");
+  AppendPrometheusHeader(out, "sluice_proxy_backend_up", "gauge",
+                         "1 if the backend can be picked.");
   for (const auto& b : backends) {
     absl::StrAppend(&out, "sluice_proxy_backend_up{backend=\"", b.address, "\",state=\"", b.state,
                     "\"} ", b.state == "ready" ? 1 : 0, "\n");
