@@ -4,18 +4,16 @@
 // calls spread over every registered backend and follow them as they come and go.
 #include <grpcpp/grpcpp.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <map>
-
 #include "helloworld.grpc.pb.h"
 #include "sluice/client/balancer.h"
 #include "sluice/client/call.h"
@@ -93,8 +91,7 @@ int main(int argc, char** argv) {
     if (retry_unavailable) options.retry.idempotent_methods = {"/Greeter/SayHello"};
     auto created = sluice::client::Balancer::Create(std::move(options));
     if (!created.ok()) {
-      std::fprintf(stderr, "greeter_client: %s\n",
-                   std::string(created.status().message()).c_str());
+      std::fprintf(stderr, "greeter_client: %s\n", std::string(created.status().message()).c_str());
       return 2;
     }
     balancer = std::move(*created);
@@ -103,7 +100,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<sluice::HttpServer> metrics_server;
   if (metrics_port >= 0) {
     if (plain) {
-      std::fprintf(stderr, "greeter_client: --metrics-port needs the client library (not --plain)\n");
+      std::fprintf(stderr,
+                   "greeter_client: --metrics-port needs the client library (not --plain)\n");
       return 2;
     }
     metrics = std::make_unique<sluice::client::MetricsExport>(*balancer);
@@ -144,10 +142,10 @@ int main(int argc, char** argv) {
       call.method = "/Greeter/SayHello";
       call.deadline = balancer->clock().Now() + timeout;
       status = metrics != nullptr
-                   ? sluice::client::UnaryCall(*metrics, *balancer, &Greeter::Stub::SayHello,
-                                               call, request, &reply)
-                   : sluice::client::UnaryCall(*balancer, &Greeter::Stub::SayHello, call,
-                                               request, &reply);
+                   ? sluice::client::UnaryCall(*metrics, *balancer, &Greeter::Stub::SayHello, call,
+                                               request, &reply)
+                   : sluice::client::UnaryCall(*balancer, &Greeter::Stub::SayHello, call, request,
+                                               &reply);
     }
     std::string backend;
     if (status.ok()) {
@@ -158,13 +156,13 @@ int main(int argc, char** argv) {
       ++answered_by[backend];
     } else {
       ++failed;
-      std::printf("Greeter client call %d failed: %s: %s\n", i + 1,
-                  absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
-                  status.error_message().c_str());
+      std::printf(
+          "Greeter client call %d failed: %s: %s\n", i + 1,
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
+          status.error_message().c_str());
     }
     if (csv != nullptr) {
-      std::fprintf(csv, "%lld,%.3f,%d,%s\n",
-                   static_cast<long long>(absl::ToUnixMillis(started)),
+      std::fprintf(csv, "%lld,%.3f,%d,%s\n", static_cast<long long>(absl::ToUnixMillis(started)),
                    absl::ToDoubleMilliseconds(absl::Now() - started),
                    static_cast<int>(status.error_code()), backend.c_str());
       std::fflush(csv);
