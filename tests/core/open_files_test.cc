@@ -15,7 +15,9 @@ class OpenFilesTest : public ::testing::Test {
 };
 
 TEST_F(OpenFilesTest, RaisesTheSoftLimitToTheHardLimit) {
-  if (original_.rlim_max != RLIM_INFINITY) ASSERT_GT(original_.rlim_max, 1024u);
+  if (original_.rlim_max != RLIM_INFINITY) {
+    ASSERT_GT(original_.rlim_max, 1024u);
+  }
   rlimit low = original_;
   low.rlim_cur = 1024;  // systemd's default soft limit
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
@@ -27,7 +29,9 @@ TEST_F(OpenFilesTest, RaisesTheSoftLimitToTheHardLimit) {
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &now), 0);
   EXPECT_EQ(now.rlim_cur, raised->soft);
   EXPECT_GT(raised->soft, 1024u);
-  if (original_.rlim_max != RLIM_INFINITY) EXPECT_EQ(raised->soft, original_.rlim_max);
+  if (original_.rlim_max != RLIM_INFINITY) {
+    EXPECT_EQ(raised->soft, original_.rlim_max);
+  }
   EXPECT_EQ(now.rlim_max, original_.rlim_max);  // the hard limit is left alone
 }
 

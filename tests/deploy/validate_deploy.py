@@ -193,8 +193,12 @@ help_cache = {}
 def help_text(argv):
     key = tuple(argv)
     if key not in help_cache:
-        run = subprocess.run(argv + ["--help"], capture_output=True, text=True, timeout=30)
-        help_cache[key] = run.stdout + run.stderr
+        try:
+            run = subprocess.run(argv + ["--help"], capture_output=True, text=True, timeout=30)
+            help_cache[key] = run.stdout + run.stderr
+        except OSError as e:
+            fail("cannot run %s --help: %s (build it first)" % (argv[0], e))
+            help_cache[key] = ""
     return help_cache[key]
 
 
