@@ -167,9 +167,9 @@ try:
     check(browser.evaluate("document.querySelectorAll('#routes tbody tr').length") == 1 and
           "etcd://" in browser.evaluate("document.querySelector('#routes').innerText"),
           "the page shows the route and its target")
+    time.sleep(8)  # a few seconds of chart history
     check(browser.evaluate("document.querySelectorAll('#chart polyline').length") >= 3,
           "the chart draws a line per backend")
-    time.sleep(8)  # a few seconds of chart history for the picture
     browser.screenshot(os.path.join(OUT, "dashboard.png"))
 
     killed = addresses[1]
