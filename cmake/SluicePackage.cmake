@@ -10,6 +10,11 @@ set(CPACK_PACKAGE_CONTACT "Sluice maintainers <sluice@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Per-call gRPC load balancing with an etcd service registry")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_GENERATOR DEB)
+# Packages hold binaries without debug info; `make package` has built everything already, so
+# cpack only installs (it does not rebuild every test first).
+set(CPACK_STRIP_FILES ON)
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY TRUE)
+set(CPACK_DEBIAN_COMPRESSION_TYPE gzip)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_COMPONENTS_ALL runtime development examples)
