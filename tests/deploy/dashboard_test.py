@@ -114,6 +114,8 @@ def rows(browser):
     return {r["backend"]: r for r in json.loads(text)} if text else {}
 
 
+# A timeout's SIGTERM still runs the cleanup below (the processes this test started).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 work = tempfile.mkdtemp(prefix="sluice-dashboard-test-")
 os.makedirs(OUT, exist_ok=True)
 procs = lab.Processes(work)

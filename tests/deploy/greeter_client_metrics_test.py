@@ -9,6 +9,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,8 @@ spec.loader.exec_module(lab)
 
 BIN = os.path.join(os.path.abspath(sys.argv[1]), "bin")
 IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+# A timeout's SIGTERM still runs the cleanup below (the processes this test started).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 work = tempfile.mkdtemp(prefix="sluice-client-metrics-test-")
 procs = lab.Processes(work)
 failures, passed = [], 0

@@ -65,6 +65,8 @@ def wait_port(ip, port, timeout=20):
     return False
 
 
+# A timeout's SIGTERM still runs the cleanup below (the processes this test started).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 work = tempfile.mkdtemp(prefix="sluice-install-test-")
 root = os.path.join(work, "root")
 installed = root + PREFIX

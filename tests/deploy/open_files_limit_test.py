@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
 
+# A timeout's SIGTERM still runs the cleanup below (the processes this test started).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 work = tempfile.mkdtemp(prefix="sluice-open-files-test-")
 procs = lab.Processes(work)
 failures, passed = [], 0
