@@ -155,7 +155,7 @@ try:
     browser.call("Page.enable")
     browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=820,
                  deviceScaleFactor=1, mobile=False)
-    browser.call("Page.navigate", url="http://127.0.0.1:%d/" % admin_port)
+    browser.call("Page.navigate", url="http://127.0.0.1:%d/?minutes=1" % admin_port)
     addresses = ["%s:%d" % (ip, backend_port) for ip in IPS]
 
     def all_busy():
@@ -169,7 +169,7 @@ try:
     check(browser.evaluate("document.querySelectorAll('#routes tbody tr').length") == 1 and
           "etcd://" in browser.evaluate("document.querySelector('#routes').innerText"),
           "the page shows the route and its target")
-    time.sleep(8)  # a few seconds of chart history
+    time.sleep(15)  # some chart history
     check(browser.evaluate("document.querySelectorAll('#chart polyline').length") >= 3,
           "the chart draws a line per backend")
     browser.screenshot(os.path.join(OUT, "dashboard.png"))

@@ -51,7 +51,7 @@ constexpr std::string_view kPage = R"html(<!doctype html>
   <tbody></tbody>
 </table>
 
-<h2>Calls per second, last 5 minutes</h2>
+<h2 id="chart-title">Calls per second, last 5 minutes</h2>
 <svg id="chart" viewBox="0 0 1000 220" preserveAspectRatio="none"></svg>
 
 <h2>Routes</h2>
@@ -62,7 +62,9 @@ constexpr std::string_view kPage = R"html(<!doctype html>
 
 <script>
 "use strict";
-const HISTORY_MS = 5 * 60 * 1000;   // the chart's span
+// The chart's span: five minutes, or ?minutes=N.
+const HISTORY_MINUTES = Number(new URLSearchParams(location.search).get("minutes")) || 5;
+const HISTORY_MS = HISTORY_MINUTES * 60 * 1000;
 const WINDOW_MS = 5000;             // percentiles over the last five seconds of calls
 const GONE_KEEP_MS = 60 * 1000;     // a backend that left stays listed this long
 const CODE_NAMES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
@@ -177,9 +179,12 @@ function renderChart(now) {
     out += "<line x1=0 x2=" + W + " y1=" + y + " y2=" + y + " stroke='#eee'/>";
     out += "<text x=4 y=" + (y - 2) + ">" + (max * (4 - i) / 4).toFixed(0) + "/s</text>";
   }
-  for (let m = 1; m <= 4; m++) {
-    const x = W - W * m * 60000 / HISTORY_MS;
-    out += "<text x=" + (x + 3) + " y=" + (H - 5) + ">-" + m + " min</text>";
+  for (let tick = 1; tick <= 4; tick++) {
+    const ago = HISTORY_MS * tick / 5;
+    const x = W - W * ago / HISTORY_MS;
+    const label = ago >= 60000 ? (ago / 60000).toFixed(ago % 60000 ? 1 : 0) + " min"
+                               : (ago / 1000).toFixed(0) + " s";
+    out += "<text x=" + (x + 3) + " y=" + (H - 5) + ">-" + label + "</text>";
   }
   for (const entry of backends.values()) {
     const points = entry.rates.map(p => {
@@ -247,6 +252,8 @@ async function poll() {
   }
 }
 
+document.getElementById("chart-title").textContent =
+    "Calls per second, last " + HISTORY_MINUTES + " minute" + (HISTORY_MINUTES === 1 ? "" : "s");
 poll();
 setInterval(poll, 1000);
 </script>
