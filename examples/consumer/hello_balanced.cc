@@ -1,7 +1,8 @@
 // Calls the Greeter through Sluice's client library, built against an installed Sluice
 // (find_package(Sluice)): every call is balanced on its own. Prints each reply, then how many
 // calls each backend answered, and exits 1 if any call failed.
-//   hello_balanced --target etcd://127.0.0.1:2379/services/greeter [--calls 30]
+//   hello_balanced --target etcd://127.0.0.1:2379/services/greeter [--calls 30] [--min-ready N]
+// --min-ready waits (at most 10 s) until N backends are connected before the first call.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,12 +16,14 @@
 int main(int argc, char** argv) {
   std::string target;
   int calls = 30;
+  int min_ready = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--target") == 0) target = argv[i + 1];
     if (std::strcmp(argv[i], "--calls") == 0) calls = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--min-ready") == 0) min_ready = std::atoi(argv[i + 1]);
   }
   if (target.empty() || calls <= 0) {
-    std::fprintf(stderr, "usage: hello_balanced --target TARGET [--calls N]\n");
+    std::fprintf(stderr, "usage: hello_balanced --target TARGET [--calls N] [--min-ready N]\n");
     return 2;
   }
   sluice::client::BalancerOptions options;
@@ -30,6 +33,9 @@ int main(int argc, char** argv) {
   if (!balancer.ok()) {
     std::fprintf(stderr, "hello_balanced: %s\n", std::string(balancer.status().message()).c_str());
     return 1;
+  }
+  if (!(*balancer)->WaitForReady(min_ready, absl::Seconds(10))) {
+    std::fprintf(stderr, "hello_balanced: fewer than %d backends ready after 10 s\n", min_ready);
   }
   std::map<std::string, int> answered_by;
   int failed = 0;

@@ -119,7 +119,8 @@ try:
         commands = json.load(f)
     check(all(os.path.join(SOURCE, "src") not in c["command"] for c in commands),
           "the consumer's includes come from the install, not the source tree")
-    r = run([os.path.join(consumer, "hello_balanced"), "--target", target, "--calls", "30"],
+    r = run([os.path.join(consumer, "hello_balanced"), "--target", target, "--calls", "30",
+             "--min-ready", "3"],
             timeout=120)
     check(r.returncode == 0, "hello_balanced made 30 calls without a failure")
     answered = {line.split()[1] for line in r.stdout.splitlines()
