@@ -12,7 +12,7 @@ PACKAGES=(
   etcd-server etcd-client
   procps iproute2 python3
   haproxy clang libclang-rt-14-dev
-  dpkg-dev file systemd
+  dpkg-dev file
   python3-kubernetes python3-yaml python3-websocket chromium fonts-dejavu-core
 )
 
