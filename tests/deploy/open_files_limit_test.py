@@ -55,6 +55,14 @@ def metric(port, name):
     return int(match.group(1)) if match else -1
 
 
+def lab_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 clients = []
 try:
     proxy_port, admin_port = lab.free_port(), lab.free_port()
@@ -73,6 +81,7 @@ try:
         limits = [line for line in f if line.startswith("Max open files")][0].split()
     check(limits[3] == "4096", "the proxy's soft limit is now the hard limit (%s)" % limits[3])
 
+    rss_before = lab_rss_kb(proxy.pid)
     for _ in range(CONNECTIONS):
         s = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
         s.sendall(PREFACE)
@@ -82,6 +91,9 @@ try:
         step=0.5)
     check(held, "the proxy holds %d client connections (metric: %d)" % (
         CONNECTIONS, metric(admin_port, "sluice_proxy_downstream_connections")))
+    rss_after = lab_rss_kb(proxy.pid)
+    print("proxy RSS %d KB before, %d KB with %d idle HTTP/2 connections: %.1f KB each" % (
+        rss_before, rss_after, CONNECTIONS, (rss_after - rss_before) / CONNECTIONS), flush=True)
     with open(os.path.join(work, "proxy.log")) as f:
         check("Too many open files" not in f.read(), "no 'Too many open files' in the log")
 finally:
