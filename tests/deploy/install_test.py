@@ -180,6 +180,10 @@ try:
         run(["dpkg-deb", "-x", debs["sluice"], extracted])
         r = run([os.path.join(extracted, "usr/bin/sluice"), "proxy", "--help"])
         check(r.returncode == 0 and "--target" in r.stdout, "the packaged sluice runs")
+    if debs:
+        r = run(["apt-get", "install", "--simulate"] + sorted(debs.values()))
+        check(r.returncode == 0 and "Conf sluice " in r.stdout,
+              "apt-get can install the packages: every dependency resolves in Debian")
     if "libsluice-dev" in debs:
         files = contents("libsluice-dev")
         for needle in ["/include/sluice/client/balancer.h", "/cmake/Sluice/SluiceConfig.cmake",
