@@ -168,8 +168,8 @@ int RunProxy(const ProxyFlags& flags) {
             ", hard limit ", files->hard, "): room for about ", ConnectionCapacity(files->soft),
             " client connections");
   } else {
-    LogWarning("sluice proxy: ", files.status().message(), "; room for about ",
-               ConnectionCapacity(1024), " client connections or more (see ulimit -n)");
+    LogWarning("sluice proxy: ", files.status().message(),
+               "; client connections stay bounded by the open-files limit (ulimit -n)");
   }
   auto proxy = proxy::Proxy::Start(options, router->get());
   if (!proxy.ok()) {
