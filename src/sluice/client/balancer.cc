@@ -139,7 +139,8 @@ class Balancer::Impl {
  public:
   Impl(Balancer& owner, ConfiguredPolicy policy, std::unique_ptr<PolicyRegistry> own_registry,
        std::unique_ptr<discovery::Discovery> discovery, uint64_t seed)
-      : owner_(owner),
+      : retry_budget_(owner.options_.retry.budget_ratio, owner.options_.retry.budget_min),
+        owner_(owner),
         options_(owner.options_),
         own_registry_(std::move(own_registry)),
         policy_(std::move(policy)),
@@ -292,18 +293,8 @@ class Balancer::Impl {
     }
   }
 
-  bool TryStartRetry() {
-    int64_t active = active_calls_.load(std::memory_order_relaxed);
-    int64_t limit =
-        static_cast<int64_t>(options_.retry.budget_ratio * static_cast<double>(active)) +
-        options_.retry.budget_min;
-    int64_t current = retries_in_flight_.load(std::memory_order_relaxed);
-    while (current < limit) {
-      if (retries_in_flight_.compare_exchange_weak(current, current + 1)) return true;
-    }
-    return false;
-  }
-  void EndRetry() { retries_in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+  bool TryStartRetry() { return retry_budget_.TryStartRetry(); }
+  void EndRetry() { retry_budget_.EndRetry(); }
 
   std::vector<BackendInfo> Backends() const {
     std::lock_guard<std::mutex> lock(info_mu_);
@@ -330,7 +321,7 @@ class Balancer::Impl {
                              [&] { return ReadyCount() >= count; });
   }
 
-  std::atomic<int64_t> active_calls_{0};
+  RetryBudget retry_budget_;
 
  private:
   // gRPC (epoll1, as Debian builds it) makes socket progress only while some thread polls: one
@@ -694,7 +685,6 @@ class Balancer::Impl {
   mutable std::mutex info_mu_;
   std::vector<InfoView> info_;
 
-  std::atomic<int64_t> retries_in_flight_{0};
   std::atomic<bool> shutting_down_{false};
   // Called by gRPC once the watch queue has shut down; only then may it be destroyed.
   struct CqShutdown : grpc_completion_queue_functor {
@@ -735,20 +725,7 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions optio
   }
   auto policy = registry->Configure(options.policy, options.policy_config);
   if (!policy.ok()) return policy.status();
-  if (options.retry.max_attempts < 1) {
-    return absl::InvalidArgumentError("retry: 'max_attempts' must be at least 1");
-  }
-  if (options.retry.attempt_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        "retry: 'attempt_timeout' must be positive (infinite: no per-attempt limit)");
-  }
-  for (const auto& method : options.retry.idempotent_methods) {
-    if (!absl::StartsWith(method, "/") || method.find('/', 1) == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("retry: idempotent method '", method,
-                       "' must look like /package.Service/Method or /package.Service/*"));
-    }
-  }
+  if (absl::Status retry = ValidateRetryPolicy(options.retry); !retry.ok()) return retry;
   if (options.outlier_detection.consecutive_failures < 1) {
     return absl::InvalidArgumentError(
         "outlier_detection: 'consecutive_failures' must be at least 1");
@@ -792,14 +769,7 @@ void Balancer::OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Dur
 }
 
 bool Balancer::IsIdempotent(absl::string_view method) const {
-  for (const auto& pattern : options_.retry.idempotent_methods) {
-    if (pattern == method) return true;
-    if (absl::EndsWith(pattern, "/*") &&
-        absl::StartsWith(method, absl::string_view(pattern).substr(0, pattern.size() - 1))) {
-      return true;
-    }
-  }
-  return false;
+  return IsIdempotentMethod(options_.retry, method);
 }
 
 absl::Time Balancer::DeadlineFor(const CallOptions& options) const {
@@ -808,6 +778,7 @@ absl::Time Balancer::DeadlineFor(const CallOptions& options) const {
 }
 
 bool Balancer::TryStartRetry() { return impl_->TryStartRetry(); }
+RetryBudget& Balancer::retry_budget() const { return impl_->retry_budget_; }
 void Balancer::EndRetry() { impl_->EndRetry(); }
 
 namespace {
@@ -826,7 +797,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) {
   const absl::Time deadline = DeadlineFor(options);
   const std::optional<uint64_t> hash_key = HashOf(options);
-  impl_->active_calls_.fetch_add(1, std::memory_order_relaxed);
+  impl_->retry_budget_.CallStarted();
   std::shared_ptr<Backend> previous;
   grpc::Status status;
   bool retrying = false;
@@ -863,7 +834,7 @@ grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) 
     retrying = true;
     previous = std::move(*picked);
   }
-  impl_->active_calls_.fetch_sub(1, std::memory_order_relaxed);
+  impl_->retry_budget_.CallEnded();
   return status;
 }
 
@@ -892,7 +863,7 @@ struct AsyncCall {
   // In the call itself rather than allocated per attempt; emplaced anew for each attempt.
   std::optional<grpc::ClientContext> context;
   std::optional<grpc::Status> last_status;
-  std::atomic<int64_t>* active_calls;
+  RetryBudget* budget;
 
   void Begin() {
     ++attempt_number;
@@ -945,7 +916,7 @@ struct AsyncCall {
   }
 
   void Finish(grpc::Status status) {
-    active_calls->fetch_sub(1, std::memory_order_relaxed);
+    budget->CallEnded();
     // The last reference may be this one: keep the call alive until this function returns.
     std::shared_ptr<AsyncCall> keep = std::move(self);
     auto callback = std::move(done);
@@ -966,8 +937,8 @@ void Balancer::CallAsync(CallOptions options, AsyncAttempt start,
   call->options = std::move(options);
   call->start = std::move(start);
   call->done = std::move(done);
-  call->active_calls = &impl_->active_calls_;
-  impl_->active_calls_.fetch_add(1, std::memory_order_relaxed);
+  call->budget = &impl_->retry_budget_;
+  impl_->retry_budget_.CallStarted();
   call->Begin();
 }
 
