@@ -154,6 +154,9 @@ struct CallOptions {
   std::function<void(grpc::ClientContext&)> configure_context;
 };
 
+// The ring_hash key of a call with these options, if it has one.
+std::optional<uint64_t> HashKeyOf(const CallOptions& options);
+
 // The client library's control plane and data plane for one target: watches discovery, keeps
 // one channel (one TCP connection) per endpoint, and picks an endpoint for every call.
 //
