@@ -18,8 +18,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "sluice/balancer/endpoint_handle.h"
 #include "sluice/balancer/endpoint_stats.h"
+#include "sluice/balancer/outlier_detector.h"
 #include "sluice/balancer/policy.h"
+#include "sluice/balancer/readiness.h"
 #include "sluice/balancer/retry_budget.h"
 #include "sluice/balancer/retry_policy.h"
 #include "sluice/core/clock.h"
@@ -31,16 +34,7 @@ namespace sluice::client {
 // The retry policy is shared with the proxy and lives in the gRPC-free balancer module.
 using RetryOptions = ::sluice::RetryPolicy;
 
-struct OutlierDetectionOptions {
-  bool enabled = true;
-  // This many failures in a row (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS) eject an endpoint.
-  int consecutive_failures = 5;
-  // An ejection lasts base_ejection_time x (number of times ejected), at most max_ejection_time.
-  absl::Duration base_ejection_time = absl::Seconds(30);
-  absl::Duration max_ejection_time = absl::Seconds(300);
-  // At most this percentage of the endpoints is ejected at once; the last endpoint never is.
-  double max_ejection_percent = 50;
-};
+using OutlierDetectionOptions = ::sluice::OutlierDetectionOptions;
 
 struct BalancerOptions {
   // A discovery target: etcd://..., static://..., dns://..., or IP:PORT.
@@ -62,6 +56,10 @@ struct BalancerOptions {
   // `sluice proxy`, which keeps its own HTTP/2 connections per worker and reports each call's
   // outcome (a failed connect as UNAVAILABLE) through OnCallFinished. Backend::channel() is null.
   bool manage_channels = true;
+  // More readiness inputs besides channel connectivity (e.g. a grpc.health.v1 watcher): each
+  // Watches every endpoint and reports through the balancer; an endpoint is pickable only when
+  // all of them agree (balancer/readiness.h).
+  std::vector<std::shared_ptr<ReadinessWatcher>> readiness_watchers;
   discovery::DiscoveryOptions discovery;
   // The policies to choose from; null: the built-in ones.
   const PolicyRegistry* policies = nullptr;
@@ -70,25 +68,21 @@ struct BalancerOptions {
   uint64_t random_seed = 0;
 };
 
-// One endpoint's connection and statistics. Shared (shared_ptr) by the balancer, the pickers
-// and the calls in flight on it, so a removed endpoint's channel closes only after its last
-// call ends.
-class Backend {
+// One endpoint's connection and statistics: the balancer's EndpointHandle plus the gRPC
+// channel. Shared (shared_ptr) by the balancer, the pickers and the calls in flight on it, so a
+// removed endpoint's channel closes only after its last call ends.
+class Backend final : public EndpointHandle {
  public:
   Backend(Endpoint endpoint, std::shared_ptr<grpc::Channel> channel, grpc_channel* c_channel,
           std::shared_ptr<EndpointStats> stats)
-      : endpoint_(std::move(endpoint)),
+      : EndpointHandle(std::move(endpoint), std::move(stats)),
         channel_(std::move(channel)),
-        c_channel_(c_channel),
-        stats_(std::move(stats)) {}
+        c_channel_(c_channel) {}
 
-  const Endpoint& endpoint() const { return endpoint_; }
-  const std::string& address() const { return endpoint_.address; }
+  // Null when the balancer does not manage channels (BalancerOptions::manage_channels).
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   // The same channel in gRPC's C API (owned by channel()).
   grpc_channel* c_channel() const { return c_channel_; }
-  EndpointStats& stats() const { return *stats_; }
-  const std::shared_ptr<EndpointStats>& shared_stats() const { return stats_; }
 
   // The generated stub of service type Stub on this endpoint's channel, made once and shared by
   // every call (stubs are thread-safe). Making one per call would register its methods with
@@ -104,14 +98,7 @@ class Backend {
     return *static_cast<Stub*>(stub);
   }
 
-  // Data plane: failures in a row, for outlier detection.
-  std::atomic<int> consecutive_failures{0};
-  std::atomic<bool> ejection_requested{false};
-  // Set when discovery removed the endpoint: its connection is no longer kept up.
-  std::atomic<bool> removed{false};
-
  private:
-  const Endpoint endpoint_;
   static constexpr size_t kStubSlots = 16;
   static size_t NextStubSlot();
   void* FindStub(size_t slot) const;
@@ -120,7 +107,6 @@ class Backend {
 
   const std::shared_ptr<grpc::Channel> channel_;
   grpc_channel* const c_channel_;
-  const std::shared_ptr<EndpointStats> stats_;
   // Lock-free reads of the first kStubSlots service types; the rest (rare) under the lock.
   mutable std::array<std::atomic<void*>, kStubSlots> stub_slots_{};
   mutable std::mutex stubs_mu_;
@@ -130,7 +116,8 @@ class Backend {
 // What the admin view and tests see of one endpoint.
 struct BackendInfo {
   std::string address;
-  std::string state;  // "ready", "connecting", "idle", "transient_failure", "ejected"
+  // "ready", "connecting", "idle", "transient_failure", "not_serving", "ejected"
+  std::string state;
   int64_t in_flight = 0;
   uint64_t calls = 0;
   uint64_t failures = 0;

@@ -1,10 +1,10 @@
 // Balancer::Call and Balancer::CallAsync: one call across its attempts. The decisions (retry or
 // not, when, within which budget) are RetryState's; this file only carries them out on gRPC.
+#include <grpcpp/alarm.h>
+
 #include <memory>
 #include <optional>
 #include <utility>
-
-#include <grpcpp/alarm.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"

@@ -4,20 +4,20 @@
 
 namespace sluice {
 
-const char* ConnectivityStateName(grpc_connectivity_state state) {
+TransportState ToTransportState(grpc_connectivity_state state) {
   switch (state) {
     case GRPC_CHANNEL_IDLE:
-      return "idle";
+      return TransportState::kIdle;
     case GRPC_CHANNEL_CONNECTING:
-      return "connecting";
+      return TransportState::kConnecting;
     case GRPC_CHANNEL_READY:
-      return "ready";
+      return TransportState::kReady;
     case GRPC_CHANNEL_TRANSIENT_FAILURE:
-      return "transient_failure";
+      return TransportState::kTransientFailure;
     case GRPC_CHANNEL_SHUTDOWN:
-      return "shutdown";
+      return TransportState::kShutdown;
   }
-  return "unknown";
+  return TransportState::kShutdown;
 }
 
 std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, const Clock& clock) {

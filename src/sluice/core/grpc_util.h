@@ -11,11 +11,11 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "sluice/core/clock.h"
+#include "sluice/core/transport_state.h"
 
 namespace sluice {
 
-// "idle", "connecting", "ready", "transient_failure", "shutdown".
-const char* ConnectivityStateName(grpc_connectivity_state state);
+TransportState ToTransportState(grpc_connectivity_state state);
 
 // gRPC wants a wall-clock deadline; Sluice keeps its deadlines on the injected monotonic clock
 // (whose absolute times lie decades from the wall clock's). Converts through the time left.
