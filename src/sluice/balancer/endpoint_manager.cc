@@ -1,5 +1,6 @@
 #include "sluice/balancer/endpoint_manager.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -103,8 +104,14 @@ void EndpointManager::Eject(EndpointHandle& endpoint) {
 }
 
 void EndpointManager::OnTick() {
-  std::vector<OutlierDetector::Member> members = Members();
-  if (outlier_.ReleaseExpired(members)) Rebuild();
+  // Runs 20 times a second per balancer: cheap unless some endpoint is ejected.
+  const bool any_ejected = std::any_of(entries_.begin(), entries_.end(), [](const auto& entry) {
+    return entry.second.ejection.ejected;
+  });
+  if (any_ejected) {
+    std::vector<OutlierDetector::Member> members = Members();
+    if (outlier_.ReleaseExpired(members)) Rebuild();
+  }
   ResolvePendingPicks();
 }
 

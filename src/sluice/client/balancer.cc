@@ -28,6 +28,16 @@ std::string ServiceNameOf(const discovery::Target& target) {
   return target.text;
 }
 
+// The balancer makes a gRPC channel per endpoint unless the caller carries calls itself.
+bool OwnsChannels(const BalancerOptions& options) {
+  return options.manage_channels && options.transport_watcher == nullptr;
+}
+
+// Whether something reports each endpoint's transport; if not, every endpoint is ready at once.
+bool TransportWatched(const BalancerOptions& options) {
+  return OwnsChannels(options) || options.transport_watcher != nullptr;
+}
+
 // Holds gRPC's library open for the balancer's life: the C API it uses needs it initialised.
 struct GrpcLibraryRef {
   GrpcLibraryRef() { grpc_init(); }
@@ -78,7 +88,7 @@ class Balancer::Impl final : public ReadinessReporter {
         own_registry_(std::move(own_registry)),
         outlier_(options_.outlier_detection, *options_.clock, owner.service_name_),
         endpoints_(owner.service_name_, options_.target, std::move(policy), outlier_,
-                   options_.manage_channels ? TransportState::kIdle : TransportState::kReady,
+                   TransportWatched(options_) ? TransportState::kIdle : TransportState::kReady,
                    *options_.clock, seed,
                    {.make_handle =
                         [this](const Endpoint& endpoint, const EndpointHandle* previous) {
@@ -86,9 +96,11 @@ class Balancer::Impl final : public ReadinessReporter {
                         },
                     .published = [this](size_t not_ready) { OnPublished(not_ready); }}),
         discovery_(std::move(discovery)) {
-    if (options_.manage_channels) {
+    if (OwnsChannels(options_)) {
       channel_watcher_ = std::make_unique<ChannelConnectivityWatcher>();
       watchers_.push_back(channel_watcher_.get());
+    } else if (options_.transport_watcher != nullptr) {
+      watchers_.push_back(options_.transport_watcher.get());
     }
     for (const auto& watcher : options_.readiness_watchers) watchers_.push_back(watcher.get());
     serializer_ =
@@ -208,7 +220,7 @@ class Balancer::Impl final : public ReadinessReporter {
       return std::make_shared<Backend>(endpoint, old.channel(), old.c_channel(),
                                        old.shared_stats());
     }
-    if (!options_.manage_channels) {
+    if (!OwnsChannels(options_)) {
       return std::make_shared<Backend>(endpoint, nullptr, nullptr,
                                        std::make_shared<EndpointStats>());
     }

@@ -56,6 +56,12 @@ struct BalancerOptions {
   // `sluice proxy`, which keeps its own HTTP/2 connections per worker and reports each call's
   // outcome (a failed connect as UNAVAILABLE) through OnCallFinished. Backend::channel() is null.
   bool manage_channels = true;
+  // Reports each endpoint's transport in place of the library's own gRPC channels: when set,
+  // the balancer opens no channel (Backend::channel() is null) and an endpoint is pickable once
+  // this watcher reports its transport ready. For callers that carry calls over their own
+  // connections, such as `sluice proxy` with its HTTP/2 connection pool; the successor of
+  // manage_channels = false, which treats every endpoint as ready without asking anyone.
+  std::shared_ptr<ReadinessWatcher> transport_watcher;
   // More readiness inputs besides channel connectivity (e.g. a grpc.health.v1 watcher): each
   // Watches every endpoint and reports through the balancer; an endpoint is pickable only when
   // all of them agree (balancer/readiness.h).
