@@ -2,6 +2,8 @@
 // an injected clock for the ejection timeline.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -218,7 +220,8 @@ TEST(RetryTest, ACallWhoseAttemptsAllTimeOutBeforeItsDeadlineEndsUnavailable) {
   grpc::Status status = SayHello(**balancer, absl::Seconds(5));
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
-  EXPECT_TRUE(absl::StrContains(status.error_message(), "attempt_timeout")) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "attempt_timeout"))
+      << status.error_message();
 }
 
 TEST(RetryTest, AnAttemptTimeoutMovesIdempotentCallsOffAStalledBackend) {
@@ -389,6 +392,66 @@ TEST(ExternalChannelsTest, WithoutManagedChannelsEveryEndpointIsPickableAtOnceAn
   EXPECT_EQ(Find((*balancer)->Backends(), victim_address)->state, "ejected");
   clock.Advance(absl::Seconds(11));
   EXPECT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 3; }, absl::Seconds(2)));
+}
+
+// A readiness input the test drives by hand: what the proxy's connection pool (transport) or a
+// health watcher (health) would report.
+class ManualReadiness final : public ReadinessWatcher {
+ public:
+  void Watch(const std::shared_ptr<EndpointHandle>& endpoint,
+             ReadinessReporter& reporter) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    watched_[endpoint->address()] = endpoint;
+    reporter_ = &reporter;
+  }
+  size_t watched() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return watched_.size();
+  }
+  void Transport(const std::string& address, TransportState state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reporter_->ReportTransport(watched_.at(address), state);
+  }
+  void Health(const std::string& address, HealthState state) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reporter_->ReportHealth(watched_.at(address), state);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<EndpointHandle>> watched_;
+  ReadinessReporter* reporter_ = nullptr;
+};
+
+TEST(ExternalChannelsTest, AnOuterTransportWatcherAndAHealthInputDecideReadiness) {
+  auto transport = std::make_shared<ManualReadiness>();
+  auto health = std::make_shared<ManualReadiness>();
+  client::BalancerOptions options;
+  options.target = "static://127.0.0.41:1,127.0.0.42:1,127.0.0.43:1";
+  options.transport_watcher = transport;
+  options.readiness_watchers = {health};
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok());
+  ASSERT_TRUE(WaitFor([&] { return transport->watched() == 3 && health->watched() == 3; },
+                      absl::Seconds(2)));
+  // Nothing is pickable until its transport is reported ready.
+  EXPECT_FALSE((*balancer)->WaitForReady(1, absl::Milliseconds(200)));
+  transport->Transport("127.0.0.41:1", TransportState::kReady);
+  transport->Transport("127.0.0.42:1", TransportState::kReady);
+  ASSERT_TRUE((*balancer)->WaitForReady(2, absl::Seconds(2)));
+  for (int i = 0; i < 10; ++i) {
+    auto backend = (*balancer)->Pick(absl::InfiniteFuture(), std::nullopt, nullptr, true);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    EXPECT_EQ((*backend)->channel(), nullptr);  // no gRPC channel of the balancer's own
+    EXPECT_NE((*backend)->address(), "127.0.0.43:1");
+  }
+  // The health input takes one out although its transport is ready, and brings it back.
+  health->Health("127.0.0.41:1", HealthState::kNotServing);
+  ASSERT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 1; }, absl::Seconds(2)));
+  EXPECT_EQ(Find((*balancer)->Backends(), "127.0.0.41:1")->state, "not_serving");
+  EXPECT_EQ(Find((*balancer)->Backends(), "127.0.0.43:1")->state, "idle");
+  health->Health("127.0.0.41:1", HealthState::kServing);
+  EXPECT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 2; }, absl::Seconds(2)));
 }
 
 TEST(ChurnTest, CallsKeepSucceedingWhileEndpointsComeAndGo) {

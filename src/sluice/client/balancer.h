@@ -5,59 +5,36 @@
 
 #include <array>
 #include <atomic>
-#include <map>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "sluice/balancer/endpoint_handle.h"
 #include "sluice/balancer/endpoint_stats.h"
+#include "sluice/balancer/outlier_detector.h"
 #include "sluice/balancer/policy.h"
+#include "sluice/balancer/readiness.h"
+#include "sluice/balancer/retry_budget.h"
+#include "sluice/balancer/retry_policy.h"
 #include "sluice/core/clock.h"
 #include "sluice/core/endpoint.h"
 #include "sluice/discovery/discovery.h"
 
 namespace sluice::client {
 
-struct RetryOptions {
-  // Methods that may be retried on UNAVAILABLE even after they reached a backend:
-  // "/package.Service/Method", or "/package.Service/*" for every method of a service.
-  // Calls that never reached a backend are retried whatever the method.
-  std::vector<std::string> idempotent_methods;
-  // Attempts per call, the first included.
-  int max_attempts = 3;
-  // Retries in flight are bounded by budget_ratio x calls in flight + budget_min, so a sick
-  // service is not hit by a retry storm. The floor is 10, not Envoy's 3: a backend killed
-  // under load fails every call stuck on it at once, and with few callers that is all of them
-  // (round robin sends each caller on to the dead backend while its calls hang); 3 left the
-  // fourth of four callers' calls failed.
-  double budget_ratio = 0.2;
-  int budget_min = 10;
-  // Each attempt of an idempotent method gets at most this long (within the call's deadline);
-  // when it runs out, the attempt counts as a failure of its endpoint and the call is retried
-  // elsewhere. Catches a backend that accepts calls but never answers (paused, wedged), which
-  // no status code reveals. Infinite: an attempt may use the whole deadline.
-  absl::Duration attempt_timeout = absl::InfiniteDuration();
-};
+// The retry policy is shared with the proxy and lives in the gRPC-free balancer module.
+using RetryOptions = ::sluice::RetryPolicy;
 
-struct OutlierDetectionOptions {
-  bool enabled = true;
-  // This many failures in a row (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS) eject an endpoint.
-  int consecutive_failures = 5;
-  // An ejection lasts base_ejection_time x (number of times ejected), at most max_ejection_time.
-  absl::Duration base_ejection_time = absl::Seconds(30);
-  absl::Duration max_ejection_time = absl::Seconds(300);
-  // At most this percentage of the endpoints is ejected at once; the last endpoint never is.
-  double max_ejection_percent = 50;
-};
+using OutlierDetectionOptions = ::sluice::OutlierDetectionOptions;
 
 struct BalancerOptions {
   // A discovery target: etcd://..., static://..., dns://..., or IP:PORT.
@@ -79,6 +56,16 @@ struct BalancerOptions {
   // `sluice proxy`, which keeps its own HTTP/2 connections per worker and reports each call's
   // outcome (a failed connect as UNAVAILABLE) through OnCallFinished. Backend::channel() is null.
   bool manage_channels = true;
+  // Reports each endpoint's transport in place of the library's own gRPC channels: when set,
+  // the balancer opens no channel (Backend::channel() is null) and an endpoint is pickable once
+  // this watcher reports its transport ready. For callers that carry calls over their own
+  // connections, such as `sluice proxy` with its HTTP/2 connection pool; the successor of
+  // manage_channels = false, which treats every endpoint as ready without asking anyone.
+  std::shared_ptr<ReadinessWatcher> transport_watcher;
+  // More readiness inputs besides channel connectivity (e.g. a grpc.health.v1 watcher): each
+  // Watches every endpoint and reports through the balancer; an endpoint is pickable only when
+  // all of them agree (balancer/readiness.h).
+  std::vector<std::shared_ptr<ReadinessWatcher>> readiness_watchers;
   discovery::DiscoveryOptions discovery;
   // The policies to choose from; null: the built-in ones.
   const PolicyRegistry* policies = nullptr;
@@ -87,25 +74,21 @@ struct BalancerOptions {
   uint64_t random_seed = 0;
 };
 
-// One endpoint's connection and statistics. Shared (shared_ptr) by the balancer, the pickers
-// and the calls in flight on it, so a removed endpoint's channel closes only after its last
-// call ends.
-class Backend {
+// One endpoint's connection and statistics: the balancer's EndpointHandle plus the gRPC
+// channel. Shared (shared_ptr) by the balancer, the pickers and the calls in flight on it, so a
+// removed endpoint's channel closes only after its last call ends.
+class Backend final : public EndpointHandle {
  public:
   Backend(Endpoint endpoint, std::shared_ptr<grpc::Channel> channel, grpc_channel* c_channel,
           std::shared_ptr<EndpointStats> stats)
-      : endpoint_(std::move(endpoint)),
+      : EndpointHandle(std::move(endpoint), std::move(stats)),
         channel_(std::move(channel)),
-        c_channel_(c_channel),
-        stats_(std::move(stats)) {}
+        c_channel_(c_channel) {}
 
-  const Endpoint& endpoint() const { return endpoint_; }
-  const std::string& address() const { return endpoint_.address; }
+  // Null when the balancer does not manage channels (BalancerOptions::manage_channels).
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   // The same channel in gRPC's C API (owned by channel()).
   grpc_channel* c_channel() const { return c_channel_; }
-  EndpointStats& stats() const { return *stats_; }
-  const std::shared_ptr<EndpointStats>& shared_stats() const { return stats_; }
 
   // The generated stub of service type Stub on this endpoint's channel, made once and shared by
   // every call (stubs are thread-safe). Making one per call would register its methods with
@@ -121,14 +104,7 @@ class Backend {
     return *static_cast<Stub*>(stub);
   }
 
-  // Data plane: failures in a row, for outlier detection.
-  std::atomic<int> consecutive_failures{0};
-  std::atomic<bool> ejection_requested{false};
-  // Set when discovery removed the endpoint: its connection is no longer kept up.
-  std::atomic<bool> removed{false};
-
  private:
-  const Endpoint endpoint_;
   static constexpr size_t kStubSlots = 16;
   static size_t NextStubSlot();
   void* FindStub(size_t slot) const;
@@ -137,7 +113,6 @@ class Backend {
 
   const std::shared_ptr<grpc::Channel> channel_;
   grpc_channel* const c_channel_;
-  const std::shared_ptr<EndpointStats> stats_;
   // Lock-free reads of the first kStubSlots service types; the rest (rare) under the lock.
   mutable std::array<std::atomic<void*>, kStubSlots> stub_slots_{};
   mutable std::mutex stubs_mu_;
@@ -147,7 +122,8 @@ class Backend {
 // What the admin view and tests see of one endpoint.
 struct BackendInfo {
   std::string address;
-  std::string state;  // "ready", "connecting", "idle", "transient_failure", "ejected"
+  // "ready", "connecting", "idle", "transient_failure", "not_serving", "ejected"
+  std::string state;
   int64_t in_flight = 0;
   uint64_t calls = 0;
   uint64_t failures = 0;
@@ -170,6 +146,9 @@ struct CallOptions {
   // Applied to each attempt's ClientContext (metadata, compression, ...).
   std::function<void(grpc::ClientContext&)> configure_context;
 };
+
+// The ring_hash key of a call with these options, if it has one.
+std::optional<uint64_t> HashKeyOf(const CallOptions& options);
 
 // The client library's control plane and data plane for one target: watches discovery, keeps
 // one channel (one TCP connection) per endpoint, and picks an endpoint for every call.
@@ -220,6 +199,9 @@ class Balancer {
   // Retry budget: TryStartRetry reserves a retry if the budget allows; EndRetry releases it.
   bool TryStartRetry();
   void EndRetry();
+  // The service's retry budget, for a RetryState (balancer/retry_state.h) per call: callers
+  // that carry calls their own way (the proxy) count their calls in it through that state.
+  RetryBudget& retry_budget() const;
 
   // Introspection, for admin endpoints and tests. Thread-safe.
   std::vector<BackendInfo> Backends() const;

@@ -23,9 +23,9 @@ class WorkSerializer {
   void Post(std::function<void()> task);
   // Runs the tasks already posted, then stops the thread. Later Posts are dropped.
   void Shutdown();
-  bool OnSerializerThread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
  private:
+  bool OnSerializerThread() const { return std::this_thread::get_id() == thread_.get_id(); }
   void Run();
 
   const absl::Duration tick_interval_;

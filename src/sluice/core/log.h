@@ -1,9 +1,9 @@
 #pragma once
 
 #include <functional>
-#include "absl/strings/string_view.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace sluice {
 

@@ -23,6 +23,7 @@
 #include "etcdserverpb/rpc.pb.h"
 #include "mvccpb/kv.pb.h"
 #include "sluice/core/address.h"
+#include "sluice/core/grpc_util.h"
 #include "sluice/core/log.h"
 
 namespace sluice::etcd {
@@ -188,22 +189,6 @@ KeyValue FromProto(const mvccpb::KeyValue& kv) {
   return out;
 }
 
-const char* StateName(grpc_connectivity_state state) {
-  switch (state) {
-    case GRPC_CHANNEL_IDLE:
-      return "IDLE";
-    case GRPC_CHANNEL_CONNECTING:
-      return "CONNECTING";
-    case GRPC_CHANNEL_READY:
-      return "READY";
-    case GRPC_CHANNEL_TRANSIENT_FAILURE:
-      return "TRANSIENT_FAILURE";
-    case GRPC_CHANNEL_SHUTDOWN:
-      return "SHUTDOWN";
-  }
-  return "UNKNOWN";
-}
-
 // Connects `channel` if needed. Fails at once when the member is known to be down
 // (TRANSIENT_FAILURE) and after `timeout` when it hangs; a watch stream has no deadline of its
 // own, so this bounds how long a watch can wait for one member.
@@ -212,11 +197,13 @@ absl::Status ConnectWithin(grpc::Channel& channel, absl::Duration timeout) {
   grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
   while (state != GRPC_CHANNEL_READY) {
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
-      return absl::UnavailableError(absl::StrCat("cannot connect (", StateName(state), ")"));
+      return absl::UnavailableError(
+          absl::StrCat("cannot connect (", TransportStateName(ToTransportState(state)), ")"));
     }
     if (!channel.WaitForStateChange(state, deadline)) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "not connected within ", absl::FormatDuration(timeout), " (", StateName(state), ")"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("not connected within ", absl::FormatDuration(timeout), " (",
+                       TransportStateName(ToTransportState(state)), ")"));
     }
     state = channel.GetState(/*try_to_connect=*/true);
   }

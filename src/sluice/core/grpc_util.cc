@@ -1,0 +1,29 @@
+#include "sluice/core/grpc_util.h"
+
+#include <algorithm>
+
+namespace sluice {
+
+TransportState ToTransportState(grpc_connectivity_state state) {
+  switch (state) {
+    case GRPC_CHANNEL_IDLE:
+      return TransportState::kIdle;
+    case GRPC_CHANNEL_CONNECTING:
+      return TransportState::kConnecting;
+    case GRPC_CHANNEL_READY:
+      return TransportState::kReady;
+    case GRPC_CHANNEL_TRANSIENT_FAILURE:
+      return TransportState::kTransientFailure;
+    case GRPC_CHANNEL_SHUTDOWN:
+      return TransportState::kShutdown;
+  }
+  return TransportState::kShutdown;
+}
+
+std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, const Clock& clock) {
+  if (deadline == absl::InfiniteFuture()) return std::chrono::system_clock::time_point::max();
+  const absl::Duration remaining = std::max(deadline - clock.Now(), absl::ZeroDuration());
+  return std::chrono::system_clock::now() + absl::ToChronoNanoseconds(remaining);
+}
+
+}  // namespace sluice
