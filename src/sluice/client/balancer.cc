@@ -16,6 +16,7 @@
 #include "sluice/balancer/builtin_policies.h"
 #include "sluice/balancer/hash.h"
 #include "sluice/client/work_serializer.h"
+#include "sluice/core/grpc_util.h"
 #include "sluice/core/log.h"
 #include "sluice/core/random.h"
 
@@ -26,71 +27,9 @@ namespace {
 // endpoint's channel outlives its last call, and the balancer's shutdown time.
 constexpr absl::Duration kWatchSlice = absl::Milliseconds(250);
 
-const char* StateName(grpc_connectivity_state state) {
-  switch (state) {
-    case GRPC_CHANNEL_IDLE:
-      return "idle";
-    case GRPC_CHANNEL_CONNECTING:
-      return "connecting";
-    case GRPC_CHANNEL_READY:
-      return "ready";
-    case GRPC_CHANNEL_TRANSIENT_FAILURE:
-      return "transient_failure";
-    case GRPC_CHANNEL_SHUTDOWN:
-      return "shutdown";
-  }
-  return "unknown";
-}
-
 bool CountsAsFailure(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::INTERNAL ||
          code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::DATA_LOSS;
-}
-
-// UNAVAILABLE from a call gRPC could not even send: the connection was refused or failed
-// before the stream existed. Such a call is safe to send elsewhere, whatever its method.
-bool NeverReachedBackend(const grpc::Status& status) {
-  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return false;
-  const std::string& message = status.error_message();
-  return absl::StrContains(message, "failed to connect") ||
-         absl::StrContains(message, "Failed to connect") ||
-         absl::StrContains(message, "Connection refused");
-}
-
-// Whether a failed attempt may be sent to another endpoint. Any call that never reached a
-// backend may. An idempotent call may also on UNAVAILABLE, and on CANCELLED: the library never
-// cancels an attempt itself (the deadline gives DEADLINE_EXCEEDED), so a CANCELLED comes from
-// the server, typically one that began shutting down as the call arrived.
-bool Retryable(const grpc::Status& status, bool idempotent, bool attempt_timed_out) {
-  if (NeverReachedBackend(status)) return true;
-  return idempotent && (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                        status.error_code() == grpc::StatusCode::CANCELLED || attempt_timed_out);
-}
-
-// The deadline of one attempt: the call's, or sooner with an attempt timeout (idempotent
-// methods only: cutting a non-idempotent call short could not be retried anyway).
-absl::Time AttemptDeadline(absl::Time call_deadline, absl::Time now, const RetryOptions& retry,
-                           bool idempotent) {
-  if (!idempotent || retry.attempt_timeout == absl::InfiniteDuration()) return call_deadline;
-  return std::min(call_deadline, now + retry.attempt_timeout);
-}
-
-// A DEADLINE_EXCEEDED that ended the attempt before the call's own deadline: the endpoint
-// stalled. It counts as that endpoint's failure (outlier detection) and may be retried.
-bool AttemptTimedOut(const grpc::Status& status, absl::Time attempt_deadline,
-                     absl::Time call_deadline) {
-  return status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-         attempt_deadline < call_deadline;
-}
-
-// The status a call ends with when its last attempt ran out of retry.attempt_timeout: the call's
-// own deadline has not passed, so DEADLINE_EXCEEDED would tell the caller its deadline was too
-// short; the backend gave no answer in time, which is UNAVAILABLE.
-grpc::Status AttemptTimeoutStatus(const Backend& backend, const RetryOptions& retry, int attempts) {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      absl::StrCat(backend.address(), " gave no answer within attempt_timeout (",
-                                   absl::FormatDuration(retry.attempt_timeout), "); ", attempts,
-                                   " attempt(s) made, before the call's deadline"));
 }
 
 std::string ServiceNameOf(const discovery::Target& target) {
@@ -99,11 +38,6 @@ std::string ServiceNameOf(const discovery::Target& target) {
     if (!parts.empty()) return std::string(parts.back());
   }
   return target.text;
-}
-
-std::chrono::system_clock::time_point ToWallDeadline(absl::Time deadline, const Clock& clock) {
-  absl::Duration remaining = std::max(deadline - clock.Now(), absl::ZeroDuration());
-  return std::chrono::system_clock::now() + absl::ToChronoNanoseconds(remaining);
 }
 
 struct PickerSnapshot {
@@ -139,7 +73,8 @@ class Balancer::Impl {
  public:
   Impl(Balancer& owner, ConfiguredPolicy policy, std::unique_ptr<PolicyRegistry> own_registry,
        std::unique_ptr<discovery::Discovery> discovery, uint64_t seed)
-      : owner_(owner),
+      : retry_budget_(owner.options_.retry.budget_ratio, owner.options_.retry.budget_min),
+        owner_(owner),
         options_(owner.options_),
         own_registry_(std::move(own_registry)),
         policy_(std::move(policy)),
@@ -292,18 +227,8 @@ class Balancer::Impl {
     }
   }
 
-  bool TryStartRetry() {
-    int64_t active = active_calls_.load(std::memory_order_relaxed);
-    int64_t limit =
-        static_cast<int64_t>(options_.retry.budget_ratio * static_cast<double>(active)) +
-        options_.retry.budget_min;
-    int64_t current = retries_in_flight_.load(std::memory_order_relaxed);
-    while (current < limit) {
-      if (retries_in_flight_.compare_exchange_weak(current, current + 1)) return true;
-    }
-    return false;
-  }
-  void EndRetry() { retries_in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+  bool TryStartRetry() { return retry_budget_.TryStartRetry(); }
+  void EndRetry() { retry_budget_.EndRetry(); }
 
   std::vector<BackendInfo> Backends() const {
     std::lock_guard<std::mutex> lock(info_mu_);
@@ -311,7 +236,7 @@ class Balancer::Impl {
     for (const auto& view : info_) {
       BackendInfo info;
       info.address = view.backend->address();
-      info.state = view.ejected ? "ejected" : StateName(view.state);
+      info.state = view.ejected ? "ejected" : ConnectivityStateName(view.state);
       info.in_flight = view.backend->stats().in_flight();
       info.calls = view.backend->stats().calls();
       info.failures = view.backend->stats().failures();
@@ -330,7 +255,7 @@ class Balancer::Impl {
                              [&] { return ReadyCount() >= count; });
   }
 
-  std::atomic<int64_t> active_calls_{0};
+  RetryBudget retry_budget_;
 
  private:
   // gRPC (epoll1, as Debian builds it) makes socket progress only while some thread polls: one
@@ -694,7 +619,6 @@ class Balancer::Impl {
   mutable std::mutex info_mu_;
   std::vector<InfoView> info_;
 
-  std::atomic<int64_t> retries_in_flight_{0};
   std::atomic<bool> shutting_down_{false};
   // Called by gRPC once the watch queue has shut down; only then may it be destroyed.
   struct CqShutdown : grpc_completion_queue_functor {
@@ -735,20 +659,7 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions optio
   }
   auto policy = registry->Configure(options.policy, options.policy_config);
   if (!policy.ok()) return policy.status();
-  if (options.retry.max_attempts < 1) {
-    return absl::InvalidArgumentError("retry: 'max_attempts' must be at least 1");
-  }
-  if (options.retry.attempt_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        "retry: 'attempt_timeout' must be positive (infinite: no per-attempt limit)");
-  }
-  for (const auto& method : options.retry.idempotent_methods) {
-    if (!absl::StartsWith(method, "/") || method.find('/', 1) == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("retry: idempotent method '", method,
-                       "' must look like /package.Service/Method or /package.Service/*"));
-    }
-  }
+  if (absl::Status retry = ValidateRetryPolicy(options.retry); !retry.ok()) return retry;
   if (options.outlier_detection.consecutive_failures < 1) {
     return absl::InvalidArgumentError(
         "outlier_detection: 'consecutive_failures' must be at least 1");
@@ -792,14 +703,7 @@ void Balancer::OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Dur
 }
 
 bool Balancer::IsIdempotent(absl::string_view method) const {
-  for (const auto& pattern : options_.retry.idempotent_methods) {
-    if (pattern == method) return true;
-    if (absl::EndsWith(pattern, "/*") &&
-        absl::StartsWith(method, absl::string_view(pattern).substr(0, pattern.size() - 1))) {
-      return true;
-    }
-  }
-  return false;
+  return IsIdempotentMethod(options_.retry, method);
 }
 
 absl::Time Balancer::DeadlineFor(const CallOptions& options) const {
@@ -808,168 +712,8 @@ absl::Time Balancer::DeadlineFor(const CallOptions& options) const {
 }
 
 bool Balancer::TryStartRetry() { return impl_->TryStartRetry(); }
+RetryBudget& Balancer::retry_budget() const { return impl_->retry_budget_; }
 void Balancer::EndRetry() { impl_->EndRetry(); }
-
-namespace {
-
-std::optional<uint64_t> HashOf(const CallOptions& options) {
-  if (!options.hash_key) return std::nullopt;
-  return HashCallKey(*options.hash_key);
-}
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
-}  // namespace
-
-grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) {
-  const absl::Time deadline = DeadlineFor(options);
-  const std::optional<uint64_t> hash_key = HashOf(options);
-  impl_->active_calls_.fetch_add(1, std::memory_order_relaxed);
-  std::shared_ptr<Backend> previous;
-  grpc::Status status;
-  bool retrying = false;
-  for (int attempt_number = 1;; ++attempt_number) {
-    auto picked = Pick(deadline, hash_key, previous.get(), options.fail_fast);
-    if (!picked.ok()) {
-      if (retrying) EndRetry();
-      if (previous == nullptr) status = ToGrpcStatus(picked.status());
-      break;
-    }
-    Backend& backend = **picked;
-    grpc::ClientContext context;
-    const bool idempotent = IsIdempotent(options.method);
-    absl::Time started = options_.clock->Now();
-    const absl::Time attempt_deadline =
-        AttemptDeadline(deadline, started, options_.retry, idempotent);
-    context.set_deadline(ToWallDeadline(attempt_deadline, *options_.clock));
-    if (options.configure_context) options.configure_context(context);
-    OnCallStarted(backend);
-    status = attempt(backend, &context);
-    const bool timed_out = AttemptTimedOut(status, attempt_deadline, deadline);
-    OnCallFinished(backend, timed_out ? grpc::StatusCode::UNAVAILABLE : status.error_code(),
-                   options_.clock->Now() - started);
-    if (retrying) {
-      EndRetry();
-      retrying = false;
-    }
-    if (status.ok() || !Retryable(status, idempotent, timed_out) ||
-        attempt_number >= options_.retry.max_attempts || options_.clock->Now() >= deadline ||
-        !TryStartRetry()) {
-      if (timed_out) status = AttemptTimeoutStatus(backend, options_.retry, attempt_number);
-      break;
-    }
-    retrying = true;
-    previous = std::move(*picked);
-  }
-  impl_->active_calls_.fetch_sub(1, std::memory_order_relaxed);
-  return status;
-}
-
-namespace {
-
-// One callback-style call across its attempts. It keeps itself alive (self_) from CallAsync
-// until Finish, so its callbacks capture a plain pointer: a lambda holding only a pointer fits
-// in std::function's own storage, while one holding shared_ptrs costs a heap allocation per
-// callback per call.
-struct AsyncCall {
-  std::shared_ptr<AsyncCall> self;
-  Balancer* balancer;
-  CallOptions options;
-  Balancer::AsyncAttempt start;
-  std::function<void(grpc::Status)> done;
-  absl::Time deadline;
-  std::optional<uint64_t> hash_key;
-  bool idempotent = false;
-  int attempt_number = 0;
-  bool retrying = false;
-  std::shared_ptr<Backend> previous;
-  // The attempt in flight.
-  std::shared_ptr<Backend> backend;
-  absl::Time attempt_started;
-  absl::Time attempt_deadline;
-  // In the call itself rather than allocated per attempt; emplaced anew for each attempt.
-  std::optional<grpc::ClientContext> context;
-  std::optional<grpc::Status> last_status;
-  std::atomic<int64_t>* active_calls;
-
-  void Begin() {
-    ++attempt_number;
-    balancer->PickAsync(
-        deadline, hash_key, previous.get(), options.fail_fast,
-        [this](absl::StatusOr<std::shared_ptr<Backend>> picked) { OnPicked(std::move(picked)); });
-  }
-
-  void OnPicked(absl::StatusOr<std::shared_ptr<Backend>> picked) {
-    if (!picked.ok()) {
-      if (retrying) balancer->EndRetry();
-      Finish(last_status ? *last_status : ToGrpcStatus(picked.status()));
-      return;
-    }
-    backend = std::move(*picked);
-    context.reset();
-    context.emplace();
-    attempt_started = balancer->clock().Now();
-    attempt_deadline =
-        AttemptDeadline(deadline, attempt_started, balancer->options().retry, idempotent);
-    context->set_deadline(ToWallDeadline(attempt_deadline, balancer->clock()));
-    if (options.configure_context) options.configure_context(*context);
-    balancer->OnCallStarted(*backend);
-    start(*backend, &*context, [this](grpc::Status status) { OnAttemptDone(std::move(status)); });
-  }
-
-  void OnAttemptDone(grpc::Status status) {
-    const bool timed_out = AttemptTimedOut(status, attempt_deadline, deadline);
-    const absl::Time now = balancer->clock().Now();
-    balancer->OnCallFinished(*backend,
-                             timed_out ? grpc::StatusCode::UNAVAILABLE : status.error_code(),
-                             now - attempt_started);
-    if (retrying) {
-      balancer->EndRetry();
-      retrying = false;
-    }
-    if (status.ok() || !Retryable(status, idempotent, timed_out) ||
-        attempt_number >= balancer->options().retry.max_attempts || now >= deadline ||
-        !balancer->TryStartRetry()) {
-      if (timed_out) {
-        status = AttemptTimeoutStatus(*backend, balancer->options().retry, attempt_number);
-      }
-      Finish(std::move(status));
-      return;
-    }
-    retrying = true;
-    previous = std::move(backend);
-    last_status = std::move(status);
-    Begin();
-  }
-
-  void Finish(grpc::Status status) {
-    active_calls->fetch_sub(1, std::memory_order_relaxed);
-    // The last reference may be this one: keep the call alive until this function returns.
-    std::shared_ptr<AsyncCall> keep = std::move(self);
-    auto callback = std::move(done);
-    callback(std::move(status));
-  }
-};
-
-}  // namespace
-
-void Balancer::CallAsync(CallOptions options, AsyncAttempt start,
-                         std::function<void(grpc::Status)> done) {
-  auto call = std::make_shared<AsyncCall>();
-  call->self = call;
-  call->balancer = this;
-  call->deadline = DeadlineFor(options);
-  call->hash_key = HashOf(options);
-  call->idempotent = IsIdempotent(options.method);
-  call->options = std::move(options);
-  call->start = std::move(start);
-  call->done = std::move(done);
-  call->active_calls = &impl_->active_calls_;
-  impl_->active_calls_.fetch_add(1, std::memory_order_relaxed);
-  call->Begin();
-}
 
 std::vector<BackendInfo> Balancer::Backends() const { return impl_->Backends(); }
 size_t Balancer::ReadyCount() const { return impl_->ReadyCount(); }

@@ -5,48 +5,31 @@
 
 #include <array>
 #include <atomic>
-#include <map>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "sluice/balancer/endpoint_stats.h"
 #include "sluice/balancer/policy.h"
+#include "sluice/balancer/retry_budget.h"
+#include "sluice/balancer/retry_policy.h"
 #include "sluice/core/clock.h"
 #include "sluice/core/endpoint.h"
 #include "sluice/discovery/discovery.h"
 
 namespace sluice::client {
 
-struct RetryOptions {
-  // Methods that may be retried on UNAVAILABLE even after they reached a backend:
-  // "/package.Service/Method", or "/package.Service/*" for every method of a service.
-  // Calls that never reached a backend are retried whatever the method.
-  std::vector<std::string> idempotent_methods;
-  // Attempts per call, the first included.
-  int max_attempts = 3;
-  // Retries in flight are bounded by budget_ratio x calls in flight + budget_min, so a sick
-  // service is not hit by a retry storm. The floor is 10, not Envoy's 3: a backend killed
-  // under load fails every call stuck on it at once, and with few callers that is all of them
-  // (round robin sends each caller on to the dead backend while its calls hang); 3 left the
-  // fourth of four callers' calls failed.
-  double budget_ratio = 0.2;
-  int budget_min = 10;
-  // Each attempt of an idempotent method gets at most this long (within the call's deadline);
-  // when it runs out, the attempt counts as a failure of its endpoint and the call is retried
-  // elsewhere. Catches a backend that accepts calls but never answers (paused, wedged), which
-  // no status code reveals. Infinite: an attempt may use the whole deadline.
-  absl::Duration attempt_timeout = absl::InfiniteDuration();
-};
+// The retry policy is shared with the proxy and lives in the gRPC-free balancer module.
+using RetryOptions = ::sluice::RetryPolicy;
 
 struct OutlierDetectionOptions {
   bool enabled = true;
@@ -171,6 +154,9 @@ struct CallOptions {
   std::function<void(grpc::ClientContext&)> configure_context;
 };
 
+// The ring_hash key of a call with these options, if it has one.
+std::optional<uint64_t> HashKeyOf(const CallOptions& options);
+
 // The client library's control plane and data plane for one target: watches discovery, keeps
 // one channel (one TCP connection) per endpoint, and picks an endpoint for every call.
 //
@@ -220,6 +206,9 @@ class Balancer {
   // Retry budget: TryStartRetry reserves a retry if the budget allows; EndRetry releases it.
   bool TryStartRetry();
   void EndRetry();
+  // The service's retry budget, for a RetryState (balancer/retry_state.h) per call: callers
+  // that carry calls their own way (the proxy) count their calls in it through that state.
+  RetryBudget& retry_budget() const;
 
   // Introspection, for admin endpoints and tests. Thread-safe.
   std::vector<BackendInfo> Backends() const;

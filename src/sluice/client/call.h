@@ -13,6 +13,7 @@
 #include <memory>
 #include <type_traits>
 
+#include "sluice/balancer/retry_state.h"
 #include "sluice/client/balancer.h"
 
 namespace sluice::client {
@@ -78,15 +79,19 @@ class StreamCall {
 
  private:
   StreamCall(Balancer* balancer, std::shared_ptr<Backend> backend,
-             std::unique_ptr<grpc::ClientContext> context, absl::Time started)
+             std::unique_ptr<grpc::ClientContext> context, std::unique_ptr<RetryState> retry,
+             absl::Time started)
       : balancer_(balancer),
         backend_(std::move(backend)),
         context_(std::move(context)),
+        retry_(std::move(retry)),
         started_(started) {}
 
   Balancer* balancer_ = nullptr;
   std::shared_ptr<Backend> backend_;
   std::unique_ptr<grpc::ClientContext> context_;
+  // Counts the stream in the budget; a unique_ptr keeps StreamCall movable.
+  std::unique_ptr<RetryState> retry_;
   absl::Time started_;
   bool finished_ = false;
 };

@@ -10,11 +10,19 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/core/address.h"
+#include "sluice/core/backoff.h"
 #include "sluice/core/log.h"
 #include "sluice/core/naming_value.h"
 
 namespace sluice::registry {
 namespace {
+
+// Jitter (when a Random is given) spreads out many backends re-registering with one etcd that
+// just came back.
+BackoffOptions BackoffOf(const RegistrarOptions& options) {
+  return {
+      .initial = options.retry_initial_backoff, .max = options.retry_max_backoff, .jitter = 0.2};
+}
 
 // Stop() must not hang on an unreachable etcd: the key expires after the TTL anyway.
 constexpr absl::Duration kMaxRevokeTimeout = absl::Seconds(1);
@@ -41,11 +49,9 @@ absl::Status CheckOptions(const RegistrarOptions& options) {
     return bad("RegistrarOptions.ttl_seconds is ", options.ttl_seconds,
                ": it must be at least 1 (e.g. 10; etcd raises very short TTLs to its minimum)");
   }
-  if (options.retry_initial_backoff <= absl::ZeroDuration() ||
-      options.retry_max_backoff < options.retry_initial_backoff) {
-    return bad("RegistrarOptions retry backoff: initial (",
-               absl::FormatDuration(options.retry_initial_backoff), ") must be positive and ",
-               "not above max (", absl::FormatDuration(options.retry_max_backoff), ")");
+  if (absl::Status backoff = ValidateBackoff(BackoffOf(options), "RegistrarOptions retry backoff");
+      !backoff.ok()) {
+    return backoff;
   }
   if (options.clock == nullptr) return bad("RegistrarOptions.clock is null");
   return absl::OkStatus();
@@ -153,11 +159,6 @@ class Registrar::Impl {
   // a line per retry.
   static bool ShouldLog(int64_t failures) { return (failures & (failures - 1)) == 0; }
 
-  absl::Duration Jitter(absl::Duration duration) const {
-    if (options_.random == nullptr) return duration;
-    return duration * (0.8 + 0.4 * options_.random->UniformDouble());
-  }
-
   void SetError(absl::Status status) {
     std::lock_guard<std::mutex> lock(mu_);
     last_error_ = std::move(status);
@@ -174,12 +175,7 @@ class Registrar::Impl {
 
   // The registration loop: grant, put, keep alive; on trouble, back off and repair.
   void Run() {
-    absl::Duration backoff = options_.retry_initial_backoff;
-    auto next_backoff = [&] {
-      absl::Duration wait = Jitter(backoff);
-      backoff = std::min(backoff * 2, options_.retry_max_backoff);
-      return wait;
-    };
+    Backoff backoff(BackoffOf(options_), options_.random);
     int64_t lease = 0;         // 0: no lease, grant one
     bool key_written = false;  // the key was put under `lease`
     bool check_key = false;    // keep-alives failed: check the key once they work again
@@ -197,7 +193,7 @@ class Registrar::Impl {
             LogWarning("registrar: cannot register ", key_, " (", failures,
                        " failures in a row), retrying: ", granted.status().message());
           }
-          if (!Sleep(next_backoff())) break;
+          if (!Sleep(backoff.Next())) break;
           continue;
         }
         lease = granted->id;
@@ -218,13 +214,13 @@ class Registrar::Impl {
           }
           // A put that names an expired lease fails with NotFound: start over with a new one.
           if (absl::IsNotFound(put.status())) lease = 0;
-          if (!Sleep(next_backoff())) break;
+          if (!Sleep(backoff.Next())) break;
           continue;
         }
         key_written = true;
         SetError(absl::OkStatus());
         failures = 0;
-        backoff = options_.retry_initial_backoff;
+        backoff.Reset();
         wait = keepalive_interval_;
         SetState(true, lease);
         LogInfo("registrar: registered ", key_, " = ", value_, " (lease ", absl::Hex(lease),
@@ -237,7 +233,7 @@ class Registrar::Impl {
         SetError(absl::OkStatus());
         renewed_at = options_.clock->Now();
         failures = 0;
-        backoff = options_.retry_initial_backoff;
+        backoff.Reset();
         wait = keepalive_interval_;
         if (check_key) {
           // The lease survived an outage (etcd keeps leases across restarts), but someone may
@@ -284,7 +280,7 @@ class Registrar::Impl {
         LogWarning("registrar: ", key_, " has probably expired: no keep-alive for ",
                    options_.ttl_seconds, "s");
       }
-      wait = std::min(next_backoff(), keepalive_interval_);
+      wait = std::min(backoff.Next(), keepalive_interval_);
     }
   }
 
