@@ -13,7 +13,8 @@ namespace sluice::proxy {
 // One connection to a backend (as nghttpx's shrpx_http2_session): the client side of an nghttp2
 // session, whose user_data is this object. Connects (non-blocking, then TLS when its route asks
 // for it), carries the streams of calls' attempts and passes each stream's events to its call.
-class BackendSession final : public Connection, public BackendSide {
+// BackendSide first: the calls' many calls into it then need no this-adjusting thunk.
+class BackendSession final : public BackendSide, public Connection {
  public:
   // Whether new streams may go here.
   enum class Availability : uint8_t {

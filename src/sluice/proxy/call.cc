@@ -16,12 +16,6 @@ namespace sluice::proxy {
 namespace {
 
 constexpr size_t kMaxRequestHeaderBytes = 64 << 10;
-// Attempts that never reached a backend (connection refused, stream refused) are retried at
-// once this many times; after that every candidate looks down, so the call waits and tries
-// again with a growing pause, until its deadline (a call without one gives up here instead).
-constexpr int kImmediateTransparentRetries = 5;
-constexpr absl::Duration kFirstRetryPause = absl::Milliseconds(10);
-constexpr absl::Duration kMaxRetryPause = absl::Milliseconds(500);
 
 // The gRPC status a backend's headers carry; UNKNOWN when absent or malformed.
 grpc::StatusCode StatusOf(const HeaderBlock& headers) {
@@ -67,9 +61,7 @@ void Call::Begin(CallHost* host, uint64_t id, ClientSide* client, int32_t stream
   backend_.reset();
   previous_backend_.reset();
   backend_metrics_ = nullptr;
-  attempts_ = 0;
-  transparent_retries_ = 0;
-  budget_slot_ = BudgetSlot::kNone;
+  retry_.reset();
   deadline_timer_ = attempt_timer_ = retry_timer_ = kNoTimer;
 }
 
@@ -136,6 +128,7 @@ void Call::OnRequestHeadersComplete() {
     return;
   }
   idempotent_ = balancer_->IsIdempotent(path_);
+  retry_.emplace(balancer_->retry_budget(), balancer_->options().retry, idempotent_, deadline_);
   const std::string& hash_header = host_->options().hash_header;
   if (!hash_header.empty()) {
     if (const std::optional<absl::string_view> key = h.Find(hash_header)) {
@@ -182,13 +175,14 @@ void Call::AttachToBackend(std::shared_ptr<client::Backend> backend) {
   attempt_start_ = now;
   phase_ = CallPhase::kAttempting;
   attempt_ = AttemptState::kAwaitingResponse;
-  ++attempts_;
+  const absl::Time attempt_deadline = retry_->StartAttempt(now);
   balancer_->OnCallStarted(*backend_);
 
   BackendSide* side = host_->BackendFor(*backend_, *balancer_);
   if (side == nullptr) {
     RetryOrFail(grpc::StatusCode::UNAVAILABLE,
-                absl::StrCat("cannot connect to backend ", backend_->address()), true);
+                absl::StrCat("cannot connect to backend ", backend_->address()),
+                AttemptEnd::kNeverReached);
     return;
   }
   std::string timeout;
@@ -204,7 +198,7 @@ void Call::AttachToBackend(std::shared_ptr<client::Backend> backend) {
     RetryOrFail(grpc::StatusCode::UNAVAILABLE,
                 absl::StrCat("cannot open a stream to backend ", backend_->address(), ": ",
                              nghttp2_strerror(stream)),
-                true);
+                AttemptEnd::kNeverReached);
     return;
   }
   backend_side_ = side;
@@ -212,14 +206,12 @@ void Call::AttachToBackend(std::shared_ptr<client::Backend> backend) {
   req_sent_ = req_base_;
   request_feed_ = BodyFeed::kFlowing;
   // A backend that accepts the stream but never answers (paused, wedged) shows no status code;
-  // only a timer catches it. Idempotent calls still fully buffered only: others cannot go
-  // elsewhere, so cutting them short would just fail them.
-  host_->Cancel(attempt_timer_);
-  attempt_timer_ = kNoTimer;
-  const absl::Duration attempt_timeout = balancer_->options().retry.attempt_timeout;
-  if (idempotent_ && retry_copy_ == RetryCopy::kKept &&
-      attempt_timeout != absl::InfiniteDuration() && now + attempt_timeout < deadline_) {
-    attempt_timer_ = host_->Schedule(now + attempt_timeout, TimerKind::kAttemptTimeout, this);
+  // only a timer catches it. RetryState gives idempotent methods a sooner attempt deadline; calls
+  // still fully buffered only: others cannot go elsewhere, so cutting them short would just fail
+  // them.
+  CancelTimer(&attempt_timer_);
+  if (retry_copy_ == RetryCopy::kKept && attempt_deadline < deadline_) {
+    attempt_timer_ = host_->Schedule(attempt_deadline, TimerKind::kAttemptTimeout, this);
   }
 }
 
@@ -261,24 +253,18 @@ void Call::OnAttemptTimeout() {
   const std::string message =
       absl::StrCat("backend ", backend_->address(), " gave no answer within attempt timeout (",
                    absl::FormatDuration(balancer_->options().retry.attempt_timeout), "); ",
-                   attempts_, " attempt(s) made");
+                   attempts(), " attempt(s) made");
   LogDebug("sluice proxy: ", path_, ": ", message);
   DetachBackend(NGHTTP2_CANCEL);
   // UNAVAILABLE, not DEADLINE_EXCEEDED: it counts as the backend's failure for outlier
   // detection, and the client's own deadline has not passed.
-  RetryOrFail(grpc::StatusCode::UNAVAILABLE, message, false);
+  RetryOrFail(grpc::StatusCode::UNAVAILABLE, message, AttemptEnd::kTimedOut);
 }
 
 void Call::FinishAttempt(grpc::StatusCode code) {
-  if (budget_slot_ == BudgetSlot::kHeld) {
-    // Also when the retry never got to start (no endpoint, client gone): the budget is shared.
-    balancer_->EndRetry();
-    budget_slot_ = BudgetSlot::kNone;
-  }
   if (attempt_ == AttemptState::kNone) return;
   attempt_ = AttemptState::kNone;
-  host_->Cancel(attempt_timer_);
-  attempt_timer_ = kNoTimer;
+  CancelTimer(&attempt_timer_);
   const absl::Duration latency = host_->Now() - attempt_start_;
   balancer_->OnCallFinished(*backend_, code, latency);
   backend_metrics_->Record(static_cast<int>(code), latency);
@@ -286,67 +272,46 @@ void Call::FinishAttempt(grpc::StatusCode code) {
   backend_ = nullptr;
 }
 
-bool Call::TryRetry(grpc::StatusCode code, const std::string& message, bool transparent) {
-  const absl::Time now = host_->Now();
-  bool retry =
-      response_ == ResponseState::kNotStarted && retry_copy_ == RetryCopy::kKept && now < deadline_;
-  absl::Time retry_at = absl::InfiniteFuture();
-  if (transparent) {
-    // The backend never saw this attempt, so it does not count against max_attempts (as in
-    // gRPC): a backend killed moments ago stays in the registry until its lease expires, and
-    // refused connections to it must not use up the attempts of the calls that try it. When
-    // every candidate keeps refusing, the call waits between tries until its deadline, as a
-    // library caller waits for a ready endpoint.
-    ++transparent_retries_;
-    if (retry && transparent_retries_ > kImmediateTransparentRetries) {
-      const int paused = transparent_retries_ - kImmediateTransparentRetries;
-      const absl::Duration pause =
-          std::min(kMaxRetryPause, kFirstRetryPause * (1 << std::min(paused - 1, 10)));
-      retry = deadline_ != absl::InfiniteFuture() && now + pause < deadline_;
-      if (retry) retry_at = now + pause;
-    }
-  } else {
-    retry = retry && attempts_ - transparent_retries_ < balancer_->options().retry.max_attempts;
-  }
-  if (retry && !transparent) {
-    // Release the failed attempt's own budget first, then ask for this retry's.
-    FinishAttempt(code);
-    retry = idempotent_ && balancer_->TryStartRetry();
-    budget_slot_ = retry ? BudgetSlot::kHeld : BudgetSlot::kNone;
-  }
-  if (!retry) {
-    LogDebug("sluice proxy: not retrying ", path_, " (attempts ", attempts_, ", response started ",
-             response_ != ResponseState::kNotStarted, ", request kept ",
-             retry_copy_ == RetryCopy::kKept, ", idempotent ", idempotent_, "): ", message);
+bool Call::TryRetry(grpc::StatusCode code, const std::string& message, AttemptEnd end) {
+  // The request can be sent again only if the client has seen nothing yet and every byte sent
+  // is still kept.
+  const bool resendable =
+      response_ == ResponseState::kNotStarted && retry_copy_ == RetryCopy::kKept;
+  FinishAttempt(code);
+  const RetryDecision decision =
+      retry_->OnAttemptEnded(end, static_cast<absl::StatusCode>(code), host_->Now(), resendable);
+  if (!decision.retry()) {
+    LogDebug("sluice proxy: not retrying ", path_, " (", GiveUpReasonName(decision.why),
+             ", attempts ", attempts(), ", idempotent ", idempotent_, "): ", message);
     return false;
   }
-  FinishAttempt(code);
   host_->metrics().retries_total.fetch_add(1, std::memory_order_relaxed);
   LogDebug("sluice proxy: retrying ", path_, " after: ", message);
   phase_ = CallPhase::kPicking;
   resp_pending_.clear();
-  if (retry_at != absl::InfiniteFuture()) {
-    retry_timer_ = host_->Schedule(retry_at, TimerKind::kRetryPause, this);
+  if (decision.verdict == RetryDecision::Verdict::kRetryLater) {
+    retry_timer_ = host_->Schedule(decision.retry_at, TimerKind::kRetryPause, this);
   } else {
     host_->RetrySoon(this);
   }
   return true;
 }
 
-void Call::RetryOrFail(grpc::StatusCode code, const std::string& message, bool transparent) {
-  if (!TryRetry(code, message, transparent)) RespondError(code, message, true);
+void Call::RetryOrFail(grpc::StatusCode code, const std::string& message, AttemptEnd end) {
+  if (!TryRetry(code, message, end)) RespondError(code, message, true);
 }
 
 void Call::Finish() {
   phase_ = CallPhase::kFinished;
+  // Gives back a retry slot still held and the call's place in the budget.
+  if (retry_) retry_->Finish();
   CancelTimers();
 }
 
 void Call::CancelTimers() {
-  for (TimerId* timer : {&deadline_timer_, &attempt_timer_, &retry_timer_}) {
-    host_->Cancel(*timer);
-    *timer = kNoTimer;
-  }
+  CancelTimer(&deadline_timer_);
+  CancelTimer(&attempt_timer_);
+  CancelTimer(&retry_timer_);
 }
 
 void Call::RespondError(grpc::StatusCode code, const std::string& message,
@@ -400,7 +365,6 @@ void Call::OnClientStreamClosed() {
     FinishAttempt(grpc::StatusCode::CANCELLED);
     Finish();
   }
-  FinishAttempt(grpc::StatusCode::CANCELLED);  // gives back a retry slot still held
   phase_ = CallPhase::kReleased;
   host_->Release(this);
 }
@@ -412,8 +376,7 @@ void Call::OnResponseHeadersDone(bool end_stream) {
   }
   attempt_ = AttemptState::kAnswered;
   // The backend answered: a streaming response may rightly take long from here.
-  host_->Cancel(attempt_timer_);
-  attempt_timer_ = kNoTimer;
+  CancelTimer(&attempt_timer_);
   const grpc::StatusCode early = end_stream ? StatusOf(resp_pending_) : grpc::StatusCode::OK;
   if (idempotent_ &&
       (early == grpc::StatusCode::UNAVAILABLE || early == grpc::StatusCode::CANCELLED)) {
@@ -421,7 +384,7 @@ void Call::OnResponseHeadersDone(bool end_stream) {
     // calls it had not started when it shuts down (the client did not cancel: its stream is
     // still open): another backend may do better.
     const std::optional<absl::string_view> message = resp_pending_.Find("grpc-message");
-    if (TryRetry(early, message ? std::string(*message) : "", false)) {
+    if (TryRetry(early, message ? std::string(*message) : "", AttemptEnd::kAnswered)) {
       DetachBackend(NGHTTP2_NO_ERROR);
       return;
     }
@@ -475,14 +438,15 @@ void Call::OnBackendStreamClosed(uint32_t error_code, uint64_t* unconsumed) {
            response_ != ResponseState::kNotStarted ? "started" : "not started");
   if (error_code == NGHTTP2_REFUSED_STREAM && attempt_ != AttemptState::kAnswered) {
     RetryOrFail(grpc::StatusCode::UNAVAILABLE,
-                absl::StrCat("backend ", backend_->address(), " refused the stream"), true);
+                absl::StrCat("backend ", backend_->address(), " refused the stream"),
+                AttemptEnd::kNeverReached);
     return;
   }
   if (response_ == ResponseState::kNotStarted) {
     RetryOrFail(grpc::StatusCode::UNAVAILABLE,
                 absl::StrCat("backend ", backend_->address(), " reset the stream (",
                              nghttp2_http2_strerror(error_code), ")"),
-                false);
+                AttemptEnd::kAnswered);
     return;
   }
   // Mid-response reset: pass it on as a reset, as the backend did.
@@ -504,7 +468,8 @@ void Call::OnBackendConnectionLost(bool never_connected) {
                               ? absl::StrCat("cannot connect to backend ", address)
                               : absl::StrCat("lost the connection to backend ", address);
   if (response_ == ResponseState::kNotStarted) {
-    RetryOrFail(grpc::StatusCode::UNAVAILABLE, why, never_connected);
+    RetryOrFail(grpc::StatusCode::UNAVAILABLE, why,
+                never_connected ? AttemptEnd::kNeverReached : AttemptEnd::kAnswered);
   } else {
     RespondError(grpc::StatusCode::UNAVAILABLE, why, true);
   }

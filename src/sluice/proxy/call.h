@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "sluice/balancer/retry_state.h"
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/event_loop.h"
 #include "sluice/proxy/header_block.h"
@@ -128,7 +129,8 @@ class Call {
   AttemptState attempt_state() const { return attempt_; }
   ResponseState response_state() const { return response_; }
   RetryCopy retry_copy() const { return retry_copy_; }
-  int attempts() const { return attempts_; }
+  // Attempts started, transparent ones included.
+  int attempts() const { return retry_ ? retry_->attempts() : 0; }
   const std::string& path() const { return path_; }
   int32_t client_stream() const { return client_stream_; }
   // Bytes held for this call (request and response), as counted in ProxyMetrics.
@@ -170,9 +172,10 @@ class Call {
   void AttachToBackend(std::shared_ptr<client::Backend> backend);
   void FinishAttempt(grpc::StatusCode code);
   // Ends an attempt that failed before the client saw a response: tries another backend if
-  // allowed (`transparent`: the backend never saw the call), or fails the call.
-  void RetryOrFail(grpc::StatusCode code, const std::string& message, bool transparent);
-  bool TryRetry(grpc::StatusCode code, const std::string& message, bool transparent);
+  // the call's RetryState allows, or fails the call.
+  void RetryOrFail(grpc::StatusCode code, const std::string& message, AttemptEnd end);
+  // The retry half of RetryOrFail: true if another attempt is scheduled.
+  bool TryRetry(grpc::StatusCode code, const std::string& message, AttemptEnd end);
   void OnAttemptTimeout();
   void OnDeadline();
   // Ends the call towards the client with a gRPC status (trailers-only if nothing was sent).
@@ -180,6 +183,11 @@ class Call {
   void RespondHttpError(int http_status, grpc::StatusCode code, const std::string& message);
   void Finish();  // the outcome is decided: no further attempt starts
   void CancelTimers();
+  void CancelTimer(TimerId* timer) {
+    if (*timer == kNoTimer) return;
+    host_->Cancel(*timer);
+    *timer = kNoTimer;
+  }
 
   // Bytes and flow-control credit (call_flow.cc).
   void DetachBackend(uint32_t rst);
@@ -234,10 +242,9 @@ class Call {
   std::shared_ptr<client::Backend> previous_backend_;
   BackendMetrics* backend_metrics_ = nullptr;
   absl::Time attempt_start_;
-  int attempts_ = 0;
-  int transparent_retries_ = 0;  // attempts that never reached a backend
-  // A retry slot taken from the route's budget for the current attempt, given back when it ends.
-  enum class BudgetSlot : uint8_t { kNone, kHeld } budget_slot_ = BudgetSlot::kNone;
+  // Whether a failed attempt goes again (the library's policy and the route's budget, which
+  // counts this call from its route until its end); set once the route is known.
+  std::optional<RetryState> retry_;
 
   TimerId deadline_timer_ = kNoTimer;
   TimerId attempt_timer_ = kNoTimer;

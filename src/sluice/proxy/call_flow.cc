@@ -29,6 +29,7 @@ void Call::Recycle() {
   if (resp_buf_.capacity() > kKeptBufferBytes) resp_buf_.shrink_to_fit();
   backend_.reset();
   previous_backend_.reset();
+  retry_.reset();
 }
 
 void Call::Account() {

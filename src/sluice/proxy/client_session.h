@@ -22,7 +22,8 @@ class CallFactory {
 // session, whose user_data is this object. It announces SETTINGS, turns each request stream into
 // a Call and passes the stream's events to it, and ends the connection with a two-step GOAWAY
 // (at shutdown, or when the connection reaches its maximum age).
-class ClientSession final : public Connection, public ClientSide {
+// ClientSide first: the calls' many calls into it then need no this-adjusting thunk.
+class ClientSession final : public ClientSide, public Connection {
  public:
   ClientSession(ConnectionEnv* env, int fd, std::string peer, CallFactory* calls);
   ~ClientSession() override;
