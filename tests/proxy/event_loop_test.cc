@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/proxy.h"
 #include "sluice/proxy/router.h"
@@ -238,6 +240,41 @@ TEST(ProxyEventLoopTest, TlsReloadWhileWorkersAcceptHandshakes) {
   std::remove(cert.c_str());
   std::remove(key.c_str());
   rmdir(dir.c_str());
+}
+
+TEST(ProxyListenerTest, AnAddressAnotherSocketHoldsIsRefusedWorkersShareTheirOwn) {
+  ProxyOptions proxy_options;
+  proxy_options.workers = 1;
+  auto first = InProcessProxy::Start(proxy_options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string taken = absl::StrCat("127.0.0.1:", first->proxy->port());
+  // A second proxy on the first one's address: SO_REUSEPORT alone would let it in and have the
+  // kernel split new connections between the two.
+  ProxyOptions second_options;
+  second_options.listen = taken;
+  second_options.workers = 2;
+  auto second = Proxy::Start(second_options, first->router.get());
+  ASSERT_FALSE(second.ok()) << "a second proxy started on " << taken;
+  EXPECT_TRUE(absl::StrContains(second.status().message(), taken)) << second.status();
+  EXPECT_TRUE(absl::StrContains(second.status().message(), "already in use")) << second.status();
+  // A free fixed address: the four workers of one proxy share it.
+  const int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  socklen_t len = sizeof(address);
+  getsockname(probe, reinterpret_cast<sockaddr*>(&address), &len);
+  close(probe);
+  ProxyOptions own_options;
+  own_options.listen = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+  own_options.workers = 4;
+  auto own = Proxy::Start(own_options, first->router.get());
+  ASSERT_TRUE(own.ok()) << own.status();
+  const int fd = ConnectTo((*own)->port());
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(Handshakes(fd));
+  close(fd);
 }
 
 }  // namespace
