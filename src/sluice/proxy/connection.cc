@@ -107,8 +107,20 @@ void Connection::ReadFrom() {
       // (PING, SETTINGS) from a peer that does not read them: GOAWAY(ENHANCE_YOUR_CALM). Then
       // close, this connection only.
       env_->metrics->protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
-      LogWarning("sluice proxy: closing ", side(), " connection ", peer_, ": ",
-                 nghttp2_strerror(static_cast<int>(rv)));
+      if (rv == NGHTTP2_ERR_HEADER_COMP) {
+        // nghttp2 (1.52) decodes one header field (name + value) of at most 64 KiB
+        // (NGHTTP2_HD_MAX_NV, fixed when the library is built; no option raises it). Past it the
+        // connection's shared HPACK state is lost, so the whole connection goes with
+        // COMPRESSION_ERROR, not just that call: say so, since clients see only a dropped
+        // connection.
+        LogWarning("sluice proxy: closing ", side(), " connection ", peer_,
+                   ": a header field over 64 KiB (name + value; nghttp2's HPACK limit) cannot be "
+                   "decoded; every call on this connection fails with it. Keep each header "
+                   "field (metadata entry) under 64 KiB");
+      } else {
+        LogWarning("sluice proxy: closing ", side(), " connection ", peer_, ": ",
+                   nghttp2_strerror(static_cast<int>(rv)));
+      }
       nghttp2_session_terminate_session(
           session_, rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
       MarkDirty();
