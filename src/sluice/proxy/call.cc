@@ -15,8 +15,6 @@
 namespace sluice::proxy {
 namespace {
 
-constexpr size_t kMaxRequestHeaderBytes = 64 << 10;
-
 // The gRPC status a backend's headers carry; UNKNOWN when absent or malformed.
 grpc::StatusCode StatusOf(const HeaderBlock& headers) {
   const std::optional<absl::string_view> value = headers.Find("grpc-status");
@@ -31,6 +29,7 @@ grpc::StatusCode StatusOf(const HeaderBlock& headers) {
 
 void Call::Begin(CallHost* host, uint64_t id, ClientSide* client, int32_t stream) {
   host_ = host;
+  metrics_ = &host->metrics();
   id_ = id;
   phase_ = CallPhase::kReceivingHeaders;
   attempt_ = AttemptState::kNone;
@@ -63,18 +62,6 @@ void Call::Begin(CallHost* host, uint64_t id, ClientSide* client, int32_t stream
   backend_metrics_ = nullptr;
   retry_.reset();
   deadline_timer_ = attempt_timer_ = retry_timer_ = kNoTimer;
-}
-
-bool Call::OnRequestHeader(absl::string_view name, absl::string_view value) {
-  if (IsHopByHopHeader(name)) return true;
-  request_header_bytes_ += name.size() + value.size() + 32;
-  if (request_header_bytes_ > kMaxRequestHeaderBytes) return false;
-  request_headers_.Add(name, value);
-  return true;
-}
-
-void Call::OnResponseHeader(absl::string_view name, absl::string_view value) {
-  if (!IsHopByHopHeader(name)) resp_pending_.Add(name, value);
 }
 
 void Call::OnRequestHeadersDone(bool end_stream) {

@@ -14,6 +14,7 @@
 #include "sluice/balancer/retry_state.h"
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/event_loop.h"
+#include "sluice/proxy/grpc_util.h"
 #include "sluice/proxy/header_block.h"
 #include "sluice/proxy/metrics.h"
 #include "sluice/proxy/proxy.h"
@@ -115,6 +116,10 @@ enum class BodyFeed : uint8_t { kFlowing, kDeferred };
 // no sockets, so it is tested with fake sides and a fake clock (tests/proxy/call_test.cc).
 class Call {
  public:
+  // The most request header bytes a call accepts (names and values, 32 bytes more per field as
+  // HTTP/2 counts them).
+  static constexpr size_t kMaxRequestHeaderBytes = 64 << 10;
+
   Call() = default;
   Call(const Call&) = delete;
   Call& operator=(const Call&) = delete;
@@ -137,8 +142,15 @@ class Call {
   int64_t buffered_bytes() const { return accounted_bytes_; }
 
   // From the client's session.
-  // A request header; false when the headers are too large (the stream is reset).
-  bool OnRequestHeader(absl::string_view name, absl::string_view value);
+  // A request header; false when the headers are too large (the stream is reset). Inline: it
+  // runs for every header of every call.
+  bool OnRequestHeader(absl::string_view name, absl::string_view value) {
+    if (IsHopByHopHeader(name)) return true;
+    request_header_bytes_ += name.size() + value.size() + 32;
+    if (request_header_bytes_ > kMaxRequestHeaderBytes) return false;
+    request_headers_.Add(name, value);
+    return true;
+  }
   void OnRequestHeadersDone(bool end_stream);
   void OnRequestData(const uint8_t* data, size_t len);
   void OnRequestEnd();
@@ -148,7 +160,9 @@ class Call {
 
   // From the backend's session, for the current attempt's stream.
   void OnResponseHeadersBegin() { resp_pending_.clear(); }
-  void OnResponseHeader(absl::string_view name, absl::string_view value);
+  void OnResponseHeader(absl::string_view name, absl::string_view value) {
+    if (!IsHopByHopHeader(name)) resp_pending_.Add(name, value);
+  }
   void OnResponseHeadersDone(bool end_stream);
   void OnResponseTrailers();
   void OnResponseData(const uint8_t* data, size_t len);
@@ -198,6 +212,7 @@ class Call {
   void Account();
 
   CallHost* host_ = nullptr;
+  ProxyMetrics* metrics_ = nullptr;  // the host's, kept: every Account() updates it
   uint64_t id_ = 0;
   CallPhase phase_ = CallPhase::kReleased;
   AttemptState attempt_ = AttemptState::kNone;

@@ -34,7 +34,7 @@ void Call::Recycle() {
 
 void Call::Account() {
   const int64_t now = static_cast<int64_t>(req_buf_.size() + resp_buf_.size());
-  host_->metrics().buffered_bytes.fetch_add(now - accounted_bytes_, std::memory_order_relaxed);
+  metrics_->buffered_bytes.fetch_add(now - accounted_bytes_, std::memory_order_relaxed);
   accounted_bytes_ = now;
 }
 
