@@ -22,6 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "in_process_proxy.h"
 #include "sluice/client/balancer.h"
 #include "sluice/proxy/proxy.h"
 #include "sluice/proxy/router.h"
@@ -32,18 +35,9 @@ namespace {
 
 constexpr char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-int ConnectTo(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+using testing::InProcessProxy;
+
+int ConnectTo(int port) { return testing::ConnectLoopback(port); }
 
 // Reads until `want` bytes arrived or `timeout_ms` passed; returns what came.
 std::string ReadSome(int fd, size_t want, int timeout_ms) {
@@ -57,30 +51,6 @@ std::string ReadSome(int fd, size_t want, int timeout_ms) {
   }
   return got;
 }
-
-// A proxy in this process whose one route goes to a port that refuses connections: enough for
-// what these tests watch (the event loop, accepting, TLS), with no backend to start.
-struct InProcessProxy {
-  std::unique_ptr<Router> router;
-  std::unique_ptr<Proxy> proxy;  // after router: destroyed first
-
-  static absl::StatusOr<InProcessProxy> Start(ProxyOptions proxy_options) {
-    client::BalancerOptions options;
-    options.target = "static://127.0.0.1:1";
-    options.manage_channels = false;
-    std::vector<RouteConfig> routes;
-    routes.push_back({"", options});
-    InProcessProxy running;
-    auto router = Router::Create(std::move(routes));
-    if (!router.ok()) return router.status();
-    running.router = std::move(*router);
-    proxy_options.listen = "127.0.0.1:0";
-    auto proxy = Proxy::Start(proxy_options, running.router.get());
-    if (!proxy.ok()) return proxy.status();
-    running.proxy = std::move(*proxy);
-    return running;
-  }
-};
 
 // A client that sent the preface and an empty SETTINGS frame gets the proxy's SETTINGS back.
 bool Handshakes(int fd) {
@@ -238,6 +208,41 @@ TEST(ProxyEventLoopTest, TlsReloadWhileWorkersAcceptHandshakes) {
   std::remove(cert.c_str());
   std::remove(key.c_str());
   rmdir(dir.c_str());
+}
+
+TEST(ProxyListenerTest, AnAddressAnotherSocketHoldsIsRefusedWorkersShareTheirOwn) {
+  ProxyOptions proxy_options;
+  proxy_options.workers = 1;
+  auto first = InProcessProxy::Start(proxy_options);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string taken = absl::StrCat("127.0.0.1:", first->proxy->port());
+  // A second proxy on the first one's address: SO_REUSEPORT alone would let it in and have the
+  // kernel split new connections between the two.
+  ProxyOptions second_options;
+  second_options.listen = taken;
+  second_options.workers = 2;
+  auto second = Proxy::Start(second_options, first->router.get());
+  ASSERT_FALSE(second.ok()) << "a second proxy started on " << taken;
+  EXPECT_TRUE(absl::StrContains(second.status().message(), taken)) << second.status();
+  EXPECT_TRUE(absl::StrContains(second.status().message(), "already in use")) << second.status();
+  // A free fixed address: the four workers of one proxy share it.
+  const int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  socklen_t len = sizeof(address);
+  getsockname(probe, reinterpret_cast<sockaddr*>(&address), &len);
+  close(probe);
+  ProxyOptions own_options;
+  own_options.listen = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+  own_options.workers = 4;
+  auto own = Proxy::Start(own_options, first->router.get());
+  ASSERT_TRUE(own.ok()) << own.status();
+  const int fd = ConnectTo((*own)->port());
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(Handshakes(fd));
+  close(fd);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "sluice/core/address.h"
 #include "sluice/core/clock.h"
 #include "sluice/core/log.h"
+#include "sluice/proxy/listener.h"
 #include "sluice/proxy/tls.h"
 #include "sluice/proxy/worker.h"
 
@@ -96,6 +97,11 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
     signal(SIGPIPE, SIG_IGN);
   }
   int port = listen->port;
+  if (port != 0) {
+    // The workers share the address through SO_REUSEPORT, which would also let them share it
+    // with another process: refuse an address already taken instead.
+    if (absl::Status free = CheckAddressFree(listen->host, port); !free.ok()) return free;
+  }
   for (int i = 0; i < options.workers; ++i) {
     auto worker = std::make_unique<Worker>(i, proxy->options_, router, &proxy->metrics_);
     absl::StatusOr<int> bound = worker->Listen(listen->host, port);
@@ -118,7 +124,7 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
 void Proxy::Shutdown(absl::Duration timeout) {
   if (stopped_) return;
   stopped_ = true;
-  const absl::Time deadline = SystemClock::Instance().Now() + timeout;
+  const absl::Time deadline = options_.clock->Now() + timeout;
   for (auto& worker : workers_) worker->BeginShutdown(deadline);
   for (auto& thread : threads_) thread.join();
   threads_.clear();

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "sluice/client/balancer.h"
+#include "sluice/core/clock.h"
 #include "sluice/proxy/metrics.h"
 #include "sluice/proxy/router.h"
 #include "sluice/proxy/tls.h"
@@ -66,6 +67,8 @@ struct ProxyOptions {
   // How often the TLS files are checked for changes; a changed set is loaded once it has stayed
   // the same for one more check, for new connections only.
   absl::Duration tls_reload_interval = absl::Milliseconds(500);
+  // The workers' clock (timers, deadlines, connection age); a test may pass its own.
+  Clock* clock = &SystemClock::Instance();
   // Set by Proxy::Start from the files above (owned by the proxy); null: no TLS on that side.
   const TlsContext* tls_context = nullptr;
   const TlsContext* backend_tls_context = nullptr;

@@ -64,7 +64,6 @@ class TlsFileWatcher {
   // True when the files differ from what was last reported (or seen at construction) and have
   // not changed since the previous poll.
   bool Poll();
-  const std::vector<std::string>& files() const { return files_; }
 
  private:
   std::string Signature() const;
