@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "sluice/core/backoff.h"
 #include "sluice/core/log.h"
 #include "sluice/core/naming_value.h"
 #include "sluice/discovery/sources.h"
@@ -21,28 +22,6 @@
 
 namespace sluice::discovery {
 namespace {
-
-// Exponential backoff between attempts while etcd is unreachable, with optional jitter.
-class Backoff {
- public:
-  Backoff(absl::Duration initial, absl::Duration max, Random* random)
-      : initial_(initial), max_(std::max(initial, max)), random_(random), next_(initial) {}
-
-  absl::Duration Next() {
-    absl::Duration wait = next_;
-    next_ = std::min(next_ * 2, max_);
-    // Jitter spreads out many clients retrying against one etcd that just came back.
-    if (random_ != nullptr) wait = wait * (0.8 + 0.4 * random_->UniformDouble());
-    return wait;
-  }
-  void Reset() { next_ = initial_; }
-
- private:
-  const absl::Duration initial_;
-  const absl::Duration max_;
-  Random* const random_;
-  absl::Duration next_;
-};
 
 class EtcdDiscovery final : public Discovery {
  public:
