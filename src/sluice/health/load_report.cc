@@ -72,6 +72,15 @@ std::optional<LoadReport> DecodeLoadReport(absl::string_view bytes) {
   return report;
 }
 
+std::optional<absl::string_view> FindLoadReportTrailer(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& trailers) {
+  for (const char* name : {kLoadReportTrailer, kLoadReportMirrorTrailer}) {
+    auto it = trailers.find(name);
+    if (it != trailers.end()) return absl::string_view(it->second.data(), it->second.size());
+  }
+  return std::nullopt;
+}
+
 double ReportedUtilization(const LoadReport& report) {
   return report.application_utilization > 0 ? report.application_utilization
                                             : report.cpu_utilization;

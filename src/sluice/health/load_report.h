@@ -1,5 +1,7 @@
 #pragma once
 
+#include <grpcpp/support/string_ref.h>
+
 #include <map>
 #include <optional>
 #include <string>
@@ -10,8 +12,13 @@
 
 namespace sluice::health {
 
-// The trailer a backend puts its load in, as gRPC's ORCA per-call reports do (gRFC A51).
+// The trailer a backend puts its load in, as gRPC's ORCA per-call reports do (gRFC A51). HTTP/2
+// peers (sluice proxy, Envoy) and gRPC's own LB policies read it.
 inline constexpr char kLoadReportTrailer[] = "endpoint-load-metrics-bin";
+// The same bytes again under a name gRPC C++ hands to applications: gRPC (1.51, Debian 12)
+// consumes kLoadReportTrailer inside its core and never shows it in a ClientContext's trailing
+// metadata, so the client library reads this copy.
+inline constexpr char kLoadReportMirrorTrailer[] = "sluice-load-report-bin";
 
 // One backend load report: the fields of xds.data.orca.v3.OrcaLoadReport, without protobuf.
 struct LoadReport {
@@ -42,5 +49,10 @@ double ReportedUtilization(const LoadReport& report);
 // The one call a caller makes when a call to that endpoint ends. Returns whether it was a
 // valid report.
 bool RecordLoadReport(absl::string_view trailer_bytes, EndpointStats& stats, absl::Time now);
+
+// The report bytes among a gRPC C++ call's trailing metadata (the standard trailer when gRPC
+// shows it, else the mirror), or nullopt when the backend sent none.
+std::optional<absl::string_view> FindLoadReportTrailer(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& trailers);
 
 }  // namespace sluice::health

@@ -75,7 +75,11 @@ LoadReport LoadReporter::Current() {
 }
 
 void LoadReporter::AttachTo(grpc::ServerContextBase& context) {
-  context.AddTrailingMetadata(kLoadReportTrailer, EncodeLoadReport(Current()));
+  const std::string bytes = EncodeLoadReport(Current());
+  context.AddTrailingMetadata(kLoadReportTrailer, bytes);
+  if (options_.mirror_for_grpc_cpp_callers) {
+    context.AddTrailingMetadata(kLoadReportMirrorTrailer, bytes);
+  }
 }
 
 }  // namespace sluice::health

@@ -30,6 +30,9 @@ class LoadReporter {
     // Calls in flight that make the backend fully busy; 0: no application_utilization from it.
     int64_t capacity = 0;
     Clock* clock = &SystemClock::Instance();
+    // Also attach the report as kLoadReportMirrorTrailer, for gRPC C++ callers (the client
+    // library), which cannot see the standard trailer.
+    bool mirror_for_grpc_cpp_callers = true;
   };
 
   explicit LoadReporter(Options options);
@@ -43,7 +46,8 @@ class LoadReporter {
 
   // The report as of now.
   LoadReport Current();
-  // Adds the current report to the call's trailers. Call before the call finishes.
+  // Adds the current report to the call's trailers (and its mirror). Call before the call
+  // finishes.
   void AttachTo(grpc::ServerContextBase& context);
 
  private:
