@@ -1,6 +1,6 @@
 // The seed's Greeter server in C++: answers SayHello with "Hello, <name>!, I am <ip>:<port>"
 // and prints every name it receives. It serves grpc.health.v1 (for the whole server and for
-// helloworld.Greeter) and attaches its load to every answer's trailers (ORCA). With --etcd it
+// Greeter) and attaches its load to every answer's trailers (ORCA). With --etcd it
 // registers itself in the registry. On SIGTERM or SIGINT it reports NOT_SERVING first (callers
 // that check health stop picking it), then deregisters, waits a short grace, lets in-flight
 // calls finish and exits 0.

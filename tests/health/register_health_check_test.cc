@@ -86,23 +86,23 @@ TEST_F(RegisterHealthCheckTest, KeyGoesWithin100msOfNotServingAndComesBackWhenSe
   grpc::EnableDefaultHealthCheckService(false);
   ASSERT_NE(server, nullptr);
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus("helloworld.Greeter", false);
+  health->SetServingStatus("Greeter", false);
 
   const std::string address = absl::StrCat("127.0.0.13:", port);
   const std::string key = "services/greeter/" + address;
-  ChildProcess sidecar = StartSidecar(address, {"--health-check", "helloworld.Greeter"});
+  ChildProcess sidecar = StartSidecar(address, {"--health-check", "Greeter"});
   // NOT_SERVING from the start: never registered.
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_FALSE(KeyExists(key)) << sidecar.ReadLog();
 
-  health->SetServingStatus("helloworld.Greeter", true);
+  health->SetServingStatus("Greeter", true);
   ASSERT_LT(TimeUntil(key, true, absl::Seconds(10)), absl::InfiniteDuration()) << sidecar.ReadLog();
 
   for (int round = 0; round < 3; ++round) {
-    health->SetServingStatus("helloworld.Greeter", false);
+    health->SetServingStatus("Greeter", false);
     const absl::Duration removed = TimeUntil(key, false, absl::Seconds(5));
     EXPECT_LE(removed, Scaled(absl::Milliseconds(100))) << "round " << round;
-    health->SetServingStatus("helloworld.Greeter", true);
+    health->SetServingStatus("Greeter", true);
     EXPECT_LT(TimeUntil(key, true, absl::Seconds(5)), absl::Seconds(5)) << "round " << round;
   }
 
@@ -123,6 +123,16 @@ TEST_F(RegisterHealthCheckTest, RealGreeterServerIsDeregisteredWhenItStops) {
   ChildProcess sidecar = StartSidecar(address, {"--health-check"});
   ASSERT_LT(TimeUntil(key, true, absl::Seconds(10)), absl::InfiniteDuration())
       << sidecar.ReadLog() << greeter->ReadLog();
+
+  // `sluice ls --health` asks the backend itself.
+  auto ls = ChildProcess::Start({BuiltBinary("bin/sluice"), "ls", "--etcd", etcd_.endpoint(),
+                                 "greeter", "--health", "Greeter"},
+                                {}, log_dir_ + "/ls.log");
+  ASSERT_TRUE(ls.ok());
+  EXPECT_EQ(*ls->Wait(absl::Seconds(10)), 0);
+  const std::string listing = ls->ReadLog();
+  EXPECT_NE(listing.find("HEALTH"), std::string::npos) << listing;
+  EXPECT_NE(listing.find(address + "  serving"), std::string::npos) << listing;
 
   greeter->Signal(SIGTERM);
   EXPECT_LE(TimeUntil(key, false, absl::Seconds(5)), Scaled(absl::Milliseconds(200)))
