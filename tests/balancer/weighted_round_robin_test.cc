@@ -77,10 +77,12 @@ void Report(std::vector<PickerEndpoint>& endpoints, const std::vector<double>& u
   }
 }
 
+// Counts `picks` picks at `now`, after the 64 picks within which a due weight update lands.
 std::vector<int> CountPicksAt(const Picker& picker, size_t endpoints, int picks, absl::Time now) {
   std::vector<int> counts(endpoints, 0);
   PickArgs args;
   args.now = now;
+  for (int i = 0; i < 64; ++i) picker.Pick(args);
   for (int i = 0; i < picks; ++i) ++counts[picker.Pick(args).index()];
   return counts;
 }

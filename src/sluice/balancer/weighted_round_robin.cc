@@ -93,6 +93,8 @@ enum class WeightSource : uint8_t {
 
 // Reported weights scaled so the largest is kMaxScaledWeight, the stride scheduler's period.
 constexpr uint32_t kMaxScaledWeight = 65535;
+// How often a pick looks at the clock for a due weight update.
+constexpr uint64_t kPicksPerClockCheck = 64;
 
 class WeightedRoundRobinPicker final : public Picker {
  public:
@@ -112,12 +114,19 @@ class WeightedRoundRobinPicker final : public Picker {
 
   PickResult Pick(const PickArgs& args) const override {
     if (schedule_.empty()) return PickResult::None();
-    MaybeUpdateWeights(args.now);
+    uint64_t n;
+    size_t chosen;
     if (source_.load(std::memory_order_acquire) == WeightSource::kMetadata) {
-      const uint64_t n = next_.fetch_add(1, std::memory_order_relaxed);
-      return PickResult::Chosen(schedule_[n % schedule_.size()]);
+      n = next_.fetch_add(1, std::memory_order_relaxed);
+      chosen = schedule_[n % schedule_.size()];
+    } else {
+      n = StridePick();
+      chosen = pickable_.endpoints[n % scaled_.size()].index;
     }
-    return PickResult::Chosen(pickable_.endpoints[StridePick()].index);
+    // The clock is read on one pick in kPicksPerClockCheck, which keeps a pick at a few
+    // nanoseconds; a due weight update therefore lands within that many picks.
+    if (n % kPicksPerClockCheck == 0) MaybeUpdateWeights(args.now);
+    return PickResult::Chosen(chosen);
   }
 
  private:
@@ -126,7 +135,8 @@ class WeightedRoundRobinPicker final : public Picker {
   // generation g when (w*g + offset_i) mod M >= M - w, i.e. when its accumulated credit w/M
   // crosses a whole number, which happens exactly w times in M generations. The heaviest
   // endpoint (w = M) takes every turn, so a pick ends within n steps. Lock-free.
-  size_t StridePick() const {
+  // Returns the sequence number of the turn taken; the endpoint is that number mod n.
+  uint64_t StridePick() const {
     const size_t n = scaled_.size();
     for (;;) {
       const uint64_t s = sequence_.fetch_add(1, std::memory_order_relaxed);
@@ -135,7 +145,7 @@ class WeightedRoundRobinPicker final : public Picker {
       const uint64_t w = scaled_[i].load(std::memory_order_relaxed);
       // A fixed per-endpoint offset keeps light endpoints from all taking the same generation.
       const uint64_t offset = (i * 40503u) % kMaxScaledWeight;
-      if ((w * generation + offset) % kMaxScaledWeight >= kMaxScaledWeight - w) return i;
+      if ((w * generation + offset) % kMaxScaledWeight >= kMaxScaledWeight - w) return s;
     }
   }
 
