@@ -125,7 +125,9 @@ class WeightedRoundRobinPicker final : public Picker {
     }
     // The clock is read on one pick in kPicksPerClockCheck, which keeps a pick at a few
     // nanoseconds; a due weight update therefore lands within that many picks.
-    if (n % kPicksPerClockCheck == 0) MaybeUpdateWeights(args.now);
+    if (n % kPicksPerClockCheck == 0) [[unlikely]] {
+      MaybeUpdateWeights(args.now);
+    }
     return PickResult::Chosen(chosen);
   }
 
@@ -152,7 +154,8 @@ class WeightedRoundRobinPicker final : public Picker {
   // Every weight_update_period, one pick (whoever wins the race for the due time) reads the
   // latest reports. Fewer than two endpoints with usable reports: back to Metadata.weight.
   // Endpoints without one get the mean of the others, as in A58.
-  void MaybeUpdateWeights(absl::Time now) const {
+  // Out of line: the rare path stays out of the pick's instructions.
+  [[gnu::noinline]] void MaybeUpdateWeights(absl::Time now) const {
     const int64_t now_ns = absl::ToUnixNanos(now);
     int64_t due = next_update_ns_.load(std::memory_order_relaxed);
     if (now_ns < due) return;
