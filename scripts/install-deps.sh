@@ -10,7 +10,7 @@ PACKAGES=(
   libnghttp2-dev libssl-dev openssl nlohmann-json3-dev libcli11-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   etcd-server etcd-client
-  procps iproute2 python3
+  procps iproute2 python3 python3-grpcio python3-grpc-tools
   haproxy clang libclang-rt-14-dev
   dpkg-dev file
   python3-kubernetes python3-yaml python3-websocket chromium fonts-dejavu-core

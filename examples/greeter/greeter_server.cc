@@ -1,7 +1,9 @@
 // The seed's Greeter server in C++: answers SayHello with "Hello, <name>!, I am <ip>:<port>"
-// and prints every name it receives. With --etcd it registers itself in the registry; on
-// SIGTERM or SIGINT it deregisters first, waits a short grace so callers stop picking it,
-// then lets in-flight calls finish and exits 0.
+// and prints every name it receives. It serves grpc.health.v1 (for the whole server and for
+// Greeter) and attaches its load to every answer's trailers (ORCA). With --etcd it
+// registers itself in the registry. On SIGTERM or SIGINT it reports NOT_SERVING first (callers
+// that check health stop picking it), then deregisters, waits a short grace, lets in-flight
+// calls finish and exits 0.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -22,6 +24,7 @@
 #include "sluice/core/signals.h"
 #include "sluice/discovery/target.h"
 #include "sluice/etcd/etcd_client.h"
+#include "sluice/health/load_reporter.h"
 #include "sluice/registry/registrar.h"
 
 namespace {
@@ -29,11 +32,13 @@ namespace {
 // The seed's servicer. Uses the callback API so a slow call (--delay) does not hold a thread.
 class GreeterService final : public Greeter::CallbackService {
  public:
-  GreeterService(std::string identity, absl::Duration delay, bool quiet)
-      : identity_(std::move(identity)), delay_(delay), quiet_(quiet) {}
+  GreeterService(std::string identity, absl::Duration delay, bool quiet,
+                 sluice::health::LoadReporter& load)
+      : identity_(std::move(identity)), delay_(delay), quiet_(quiet), load_(load) {}
 
   grpc::ServerUnaryReactor* SayHello(grpc::CallbackServerContext* context,
                                      const HelloRequest* request, HelloReply* reply) override {
+    load_.OnCallStarted();
     if (!quiet_) {
       std::printf("name: %s\n", request->name().c_str());
       std::fflush(stdout);
@@ -42,13 +47,19 @@ class GreeterService final : public Greeter::CallbackService {
     // Lets tools that do not parse the reply (sluice bench, proxies) see who answered.
     context->AddInitialMetadata("sluice-backend", identity_);
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    if (delay_ <= absl::ZeroDuration()) {
+    // The load as of this call's end goes into its trailers, for weighted_round_robin callers.
+    auto finish = [this, context, reactor] {
+      load_.AttachTo(*context);
+      load_.OnCallFinished(/*failed=*/false);
       reactor->Finish(grpc::Status::OK);
+    };
+    if (delay_ <= absl::ZeroDuration()) {
+      finish();
     } else {
       // An artificial slow backend for balancing experiments.
-      std::thread([reactor, delay = delay_] {
+      std::thread([finish, delay = delay_] {
         std::this_thread::sleep_for(absl::ToChronoNanoseconds(delay));
-        reactor->Finish(grpc::Status::OK);
+        finish();
       }).detach();
     }
     return reactor;
@@ -58,6 +69,7 @@ class GreeterService final : public Greeter::CallbackService {
   const std::string identity_;
   const absl::Duration delay_;
   const bool quiet_;
+  sluice::health::LoadReporter& load_;
 };
 
 std::string EnvOr(const char* name, std::string fallback) {
@@ -82,6 +94,8 @@ int main(int argc, char** argv) {
   std::string drain_text = "10s";
   std::string delay_text = "0s";
   bool quiet = false;
+  int64_t capacity = 0;
+  double utilization = -1;
   app.add_option("--ip", ip, "Address to listen on and to report (env IP)")->capture_default_str();
   app.add_option("--port", port, "Port to listen on (env PORT)")->capture_default_str();
   app.add_option("--etcd", etcd_endpoints,
@@ -99,6 +113,14 @@ int main(int argc, char** argv) {
   app.add_option("--delay", delay_text, "Answer every call after this delay (testing)")
       ->capture_default_str();
   app.add_flag("--quiet", quiet, "Do not print the names received (benchmarks)");
+  app.add_option("--capacity", capacity,
+                 "Calls in flight that make this backend fully busy: its load reports' "
+                 "application_utilization is calls in flight / capacity (0: not reported)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--utilization", utilization,
+                 "Report this fixed application_utilization instead (testing weighted "
+                 "balancing)")
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -144,7 +166,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  GreeterService greeter(address, delay, quiet);
+  sluice::health::LoadReporter::Options load_options;
+  load_options.capacity = capacity;
+  sluice::health::LoadReporter load(load_options);
+  if (utilization >= 0) load.SetApplicationUtilization(utilization);
+  GreeterService greeter(address, delay, quiet, load);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -159,6 +185,9 @@ int main(int argc, char** argv) {
                      " (address already in use by another process, or not a local address?)");
     return 1;
   }
+  // Health for the whole server ("") is SERVING by default; the service's own name too.
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(Greeter::service_full_name(), true);
   sluice::LogInfo("greeter_server: serving on ", address);
 
   std::unique_ptr<sluice::registry::Registrar> registrar;
@@ -174,6 +203,9 @@ int main(int argc, char** argv) {
 
   int signo = sluice::WaitForTerminationSignal();
   sluice::LogInfo("greeter_server: signal ", signo, ", shutting down");
+  // First NOT_SERVING: health-checking callers (and `sluice register --health-check`) stop
+  // sending calls at once, before the registry deletion reaches them.
+  health->SetServingStatus(false);
   if (registrar != nullptr) {
     if (auto s = registrar->Stop(); !s.ok()) {
       sluice::LogWarning("greeter_server: deregistering: ", s.message());

@@ -111,8 +111,9 @@ TEST_F(PolicyRegistryTest, UnknownFieldsAreNamedWithTheKnownOnes) {
   EXPECT_EQ(ConfigError("random", {{"seed", 1}}),
             "random: unknown config field 'seed'; this policy takes no config fields");
   EXPECT_EQ(ConfigError("weighted_round_robin", {{"weights", json::array()}}),
-            "weighted_round_robin: unknown config field 'weights'; this policy takes no config "
-            "fields");
+            "weighted_round_robin: unknown config field 'weights'; known fields: "
+            "blackout_period, error_utilization_penalty, weight_expiration_period, "
+            "weight_update_period");
   EXPECT_EQ(ConfigError("least_request", {{"choise_count", 2}}),
             "least_request: unknown config field 'choise_count'; known fields: "
             "active_request_bias, choice_count");

@@ -85,4 +85,37 @@ absl::Duration EndpointStats::ReadEstimate(absl::Time now, absl::Duration fallba
                                              absl::ToDoubleNanoseconds(fallback)));
 }
 
+void EndpointStats::OnLoadReport(double qps, double eps, double utilization, absl::Time now) {
+  // NaN fails both comparisons too.
+  if (!(qps > 0) || !(utilization > 0) || !std::isfinite(qps) || !std::isfinite(utilization)) {
+    return;
+  }
+  const int64_t now_ns = SaturatingNanos(now - absl::UnixEpoch());
+  const int64_t last = report_last_ns_.load(std::memory_order_relaxed);
+  if (last == kNoSample || now_ns - last >= report_expiration_ns_.load(std::memory_order_relaxed)) {
+    report_run_start_ns_.store(now_ns, std::memory_order_relaxed);
+  }
+  report_qps_.store(qps, std::memory_order_relaxed);
+  report_eps_.store(std::isfinite(eps) && eps > 0 ? eps : 0.0, std::memory_order_relaxed);
+  report_utilization_.store(utilization, std::memory_order_relaxed);
+  report_last_ns_.store(now_ns, std::memory_order_release);
+}
+
+double EndpointStats::ReadReportedWeight(absl::Time now, absl::Duration blackout,
+                                         double error_penalty) const {
+  const int64_t last = report_last_ns_.load(std::memory_order_acquire);
+  if (last == kNoSample) return 0;
+  const int64_t now_ns = SaturatingNanos(now - absl::UnixEpoch());
+  if (now_ns - last >= report_expiration_ns_.load(std::memory_order_relaxed)) return 0;
+  if (now_ns - report_run_start_ns_.load(std::memory_order_relaxed) <
+      absl::ToInt64Nanoseconds(blackout)) {
+    return 0;
+  }
+  const double qps = report_qps_.load(std::memory_order_relaxed);
+  const double eps = report_eps_.load(std::memory_order_relaxed);
+  const double utilization =
+      report_utilization_.load(std::memory_order_relaxed) + error_penalty * eps / qps;
+  return qps / utilization;
+}
+
 }  // namespace sluice

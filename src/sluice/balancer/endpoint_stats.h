@@ -60,6 +60,20 @@ class alignas(64) EndpointStats {
   absl::Duration ReadEstimate(absl::Time now, absl::Duration fallback) const;
   bool has_estimate() const { return last_update_ns_.load(std::memory_order_acquire) != kNoSample; }
 
+  // Server-reported load (ORCA reports, gRFC A51), for weighted_round_robin's weights as in
+  // gRFC A58. A report counts only with qps > 0 and utilization > 0; others are ignored. A
+  // report arriving `report_expiration` or more after the previous one (or the first) starts a
+  // new run of continuous reports.
+  void OnLoadReport(double qps, double eps, double utilization, absl::Time now);
+  // qps / (utilization + error_penalty * eps / qps) from the latest report, or 0 when there is
+  // none to use: no report yet, the latest older than the expiration, or the current run of
+  // reports younger than `blackout` (weights settle before they steer calls).
+  double ReadReportedWeight(absl::Time now, absl::Duration blackout, double error_penalty) const;
+  // How long a report stays usable. weighted_round_robin sets it from its config.
+  void set_report_expiration(absl::Duration expiration) {
+    report_expiration_ns_.store(absl::ToInt64Nanoseconds(expiration), std::memory_order_relaxed);
+  }
+
   // The EWMA time constant. The peak_ewma policy sets it from its config when it builds a
   // picker, so its config governs both the updates here and its reads.
   void set_ewma_decay(absl::Duration decay);
@@ -76,6 +90,15 @@ class alignas(64) EndpointStats {
   std::atomic<double> estimate_ns_{0.0};
   std::atomic<int64_t> last_update_ns_{kNoSample};
   std::atomic<int64_t> decay_ns_;
+
+  // The latest usable load report. Separate atomics: a reader racing a report may mix two
+  // reports' numbers, harmless for a weight that is recomputed every update period.
+  std::atomic<double> report_qps_{0.0};
+  std::atomic<double> report_eps_{0.0};
+  std::atomic<double> report_utilization_{0.0};
+  std::atomic<int64_t> report_last_ns_{kNoSample};
+  std::atomic<int64_t> report_run_start_ns_{kNoSample};
+  std::atomic<int64_t> report_expiration_ns_{absl::ToInt64Nanoseconds(absl::Minutes(3))};
 };
 
 }  // namespace sluice

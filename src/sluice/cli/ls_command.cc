@@ -2,10 +2,9 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +13,7 @@
 #include "sluice/core/naming_value.h"
 #include "sluice/discovery/target.h"
 #include "sluice/etcd/etcd_client.h"
+#include "sluice/health/health_probe.h"
 
 namespace sluice::cli {
 namespace {
@@ -23,6 +23,9 @@ struct LsFlags {
   std::string service;
   std::string prefix;
   bool json = false;
+  // --health [SERVICE]: ask every endpoint's grpc.health.v1 service (a live Check).
+  bool health = false;
+  std::string health_service;
 };
 
 struct Row {
@@ -30,7 +33,14 @@ struct Row {
   std::string key;
   Endpoint endpoint;
   int64_t lease = 0;
+  std::string health;  // empty unless --health
 };
+
+// "serving", "not_serving", ... or "unreachable (UNAVAILABLE)".
+std::string HealthText(const absl::StatusOr<health::HealthState>& state) {
+  if (state.ok()) return std::string(health::HealthStateName(*state));
+  return absl::StrCat("unreachable (", absl::StatusCodeToString(state.status().code()), ")");
+}
 
 std::string MetadataText(const Endpoint& endpoint) {
   if (endpoint.metadata.empty()) return "-";
@@ -93,6 +103,13 @@ int RunLs(const LsFlags& flags) {
     rows.push_back(std::move(row));
   }
 
+  if (flags.health) {
+    std::vector<std::string> addresses;
+    for (const auto& row : rows) addresses.push_back(row.endpoint.address);
+    const auto states = health::ProbeHealth(addresses, flags.health_service, absl::Seconds(2));
+    for (size_t i = 0; i < rows.size(); ++i) rows[i].health = HealthText(states[i]);
+  }
+
   if (flags.json) {
     nlohmann::json out = nlohmann::json::object();
     for (const auto& row : rows) {
@@ -105,6 +122,7 @@ int RunLs(const LsFlags& flags) {
                                   {"lease", row.lease},
                                   {"weight", row.endpoint.weight},
                                   {"metadata", metadata}});
+      if (flags.health) out[row.service].back()["health"] = row.health;
     }
     std::printf("%s\n", out.dump(2).c_str());
     return kExitOk;
@@ -113,21 +131,23 @@ int RunLs(const LsFlags& flags) {
     std::printf("no endpoints registered under %s\n", root.c_str());
     return kExitOk;
   }
-  size_t service_width = 7, address_width = 7, metadata_width = 8;
+  size_t service_width = 7, address_width = 7, metadata_width = 8, health_width = 6;
   for (const auto& row : rows) {
+    health_width = std::max(health_width, row.health.size());
     service_width = std::max(service_width, row.service.size());
     address_width = std::max(address_width, row.endpoint.address.size());
     metadata_width = std::max(metadata_width, MetadataText(row.endpoint).size());
   }
-  auto print = [&](const std::string& a, const std::string& b, const std::string& c,
-                   const std::string& d) {
-    std::printf("%-*s  %-*s  %-*s  %s\n", static_cast<int>(service_width), a.c_str(),
-                static_cast<int>(address_width), b.c_str(), static_cast<int>(metadata_width),
-                c.c_str(), d.c_str());
+  auto print = [&](const std::string& a, const std::string& b, const std::string& health,
+                   const std::string& c, const std::string& d) {
+    std::printf("%-*s  %-*s  ", static_cast<int>(service_width), a.c_str(),
+                static_cast<int>(address_width), b.c_str());
+    if (flags.health) std::printf("%-*s  ", static_cast<int>(health_width), health.c_str());
+    std::printf("%-*s  %s\n", static_cast<int>(metadata_width), c.c_str(), d.c_str());
   };
-  print("SERVICE", "ADDRESS", "METADATA", "KEY");
+  print("SERVICE", "ADDRESS", "HEALTH", "METADATA", "KEY");
   for (const auto& row : rows) {
-    print(row.service, row.endpoint.address, MetadataText(row.endpoint), row.key);
+    print(row.service, row.endpoint.address, row.health, MetadataText(row.endpoint), row.key);
   }
   return kExitOk;
 }
@@ -141,7 +161,15 @@ CommandRunner AddLsCommand(CLI::App& app) {
   cmd->add_option("service", flags->service, "Only this service");
   cmd->add_option("--prefix", flags->prefix, "List this key prefix instead of services/");
   cmd->add_flag("--json", flags->json, "Print JSON");
-  return [flags] { return RunLs(*flags); };
+  CLI::Option* health =
+      cmd->add_option("--health", flags->health_service,
+                      "Also ask each endpoint's grpc.health.v1 service now (a Check, 2 s at "
+                      "most) about SERVICE (default: the whole server) and show the answer");
+  health->expected(0, 1);
+  return [flags, health] {
+    flags->health = health->count() > 0;
+    return RunLs(*flags);
+  };
 }
 
 }  // namespace sluice::cli
