@@ -78,7 +78,7 @@ TEST_F(PolicyRegistryTest, RegisteringANameAgainReplacesIt) {
   const PolicyFactory* expected = replacement.get();
   registry_.Register(std::move(replacement));
   EXPECT_EQ(registry_.Find("random"), expected);
-  EXPECT_EQ(registry_.Names().size(), 6u);
+  EXPECT_EQ(registry_.Names().size(), 7u);
 }
 
 TEST_F(PolicyRegistryTest, NullOrEmptyConfigGivesDefaults) {
