@@ -15,6 +15,7 @@
 // (backend -1 when the answer does not say).
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -100,24 +101,31 @@ class OracleTransport final : public Transport {
     for (const auto& b : backends) stubs_.push_back(Greeter::NewStub(MakeChannel(b, "pick_first")));
   }
   void Send(Call* call, absl::Duration deadline, Done done) override {
-    // Shortest queue; ties broken at random from a random starting point.
+    // Shortest queue, counting calls on their way as queued; ties broken at random from a
+    // random starting point.
     const size_t n = stubs_.size();
     const size_t start = std::uniform_int_distribution<size_t>(0, n - 1)(random_);
     size_t best = start;
-    int32_t best_length = shared_->queue_length[start].load();
+    int64_t best_length = Length(start);
     for (size_t k = 1; k < n; ++k) {
       const size_t i = (start + k) % n;
-      const int32_t length = shared_->queue_length[i].load();
+      const int64_t length = Length(i);
       if (length < best_length) {
         best = i;
         best_length = length;
       }
     }
+    shared_->dispatched[best].fetch_add(1);
     SetDeadline(call, deadline);
     stubs_[best]->async()->SayHello(&call->context, &call->request, &call->reply, std::move(done));
   }
 
  private:
+  int64_t Length(size_t i) const {
+    const int64_t on_the_way = shared_->dispatched[i].load() - shared_->arrived[i].load();
+    return shared_->queue_length[i].load() + std::max<int64_t>(0, on_the_way);
+  }
+
   SharedState* const shared_;
   std::vector<std::unique_ptr<Greeter::Stub>> stubs_;
   std::mt19937_64 random_;  // the sender thread only

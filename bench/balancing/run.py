@@ -108,6 +108,18 @@ def stop(proc):
         proc.wait()
 
 
+def policy_of(arm):
+    """'lib:P' or 'proxy:P', optionally 'lib:P@{json config}' -> (P, config or '')."""
+    rest = arm.split(":", 1)[1]
+    policy, _, config = rest.partition("@")
+    return policy, config
+
+
+def known_arm(arm):
+    return arm in ALL_ARMS or (arm.startswith(("lib:", "proxy:")) and "@" in arm and
+                               arm.split("@")[0] in ALL_ARMS)
+
+
 def haproxy_config(port, backends):
     servers = "\n".join("    server b%d %s proto h2" % (i, b) for i, b in enumerate(backends))
     return """global
@@ -166,7 +178,23 @@ class Bench:
 
     def spawn(self, cmd, name):
         logf = open(os.path.join(self.work, name + ".log"), "w")
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+        priority = self.args.priority
+
+        def raise_priority():
+            # The arm's processes use little CPU but wait on timers: on a shared machine a run
+            # queue of compile jobs would add its scheduling delays to every one of them, and
+            # whole-second stalls to the latencies. Real-time round robin lets them run as soon
+            # as they wake (the kernel's real-time throttling still bounds them to 95% of a core);
+            # every arm gets the same treatment.
+            try:
+                if priority == "realtime":
+                    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+                elif priority == "nice":
+                    os.nice(-5)
+            except OSError:
+                pass  # not permitted: run at the default priority
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                preexec_fn=raise_priority)
         self.procs.append(proc)
         return proc
 
@@ -184,9 +212,12 @@ class Bench:
             return None, None
         port = free_port("127.0.0.1")
         if kind == "proxy":
+            policy, config = policy_of(arm)
             cmd = [self.sluice, "proxy", "--listen", "127.0.0.1:%d" % port,
                    "--target", "static://" + ",".join(backends),
-                   "--policy", arm.split(":", 1)[1], "--workers", "1"]
+                   "--policy", policy, "--workers", "1"]
+            if config:
+                cmd += ["--policy-config", config]
         elif kind == "haproxy":
             path = os.path.join(self.work, tag + "-haproxy.cfg")
             with open(path, "w") as f:
@@ -205,7 +236,8 @@ class Bench:
         return proc, "channel:127.0.0.1:%d" % port
 
     def run_arm(self, name, scenario, arm, duration):
-        tag = "%s-%s" % (name, arm.replace(":", "-"))
+        tag = "%s-%d-%s" % (name, len(self.procs), "".join(
+            ch if ch.isalnum() or ch == "_" else "-" for ch in arm.split("@")[0]))
         backends = ["%s:%d" % (ip, free_port(ip)) for ip in IPS]
         scenario_path = os.path.join(self.work, tag + ".json")
         with open(scenario_path, "w") as f:
@@ -222,7 +254,9 @@ class Bench:
                 if not wait_port(ip, int(port), backend):
                     raise RuntimeError("backends did not start: " + self.tail(tag + "-backend"))
             front, channel = self.start_front(arm, backends, tag)
-            how = channel if channel else ("sluice:" + arm[4:] if arm.startswith("lib:") else arm)
+            how = channel if channel else (
+                "sluice:" + policy_of(arm)[0] if arm.startswith("lib:") else arm)
+            config = policy_of(arm)[1] if arm.startswith("lib:") else ""
             clients = scenario["clients"]
             start_ns = time.monotonic_ns() + int((WARMUP_S + 0.5 * clients) * 1e9)
             outs, drivers = [], []
@@ -235,7 +269,8 @@ class Bench:
                      "--rate", str(scenario["rate"] / clients), "--duration", str(duration),
                      "--start-ns", str(start_ns), "--out", out,
                      "--seed", str(1000 * (c + 1) + len(self.procs)),
-                     "--deadline-ms", str(DEADLINE_MS)], "%s-c%d" % (tag, c)))
+                     "--deadline-ms", str(DEADLINE_MS)] +
+                    (["--policy-config", config] if config else []), "%s-c%d" % (tag, c)))
             for c, d in enumerate(drivers):
                 d.wait(timeout=duration + WARMUP_S + 0.5 * clients + DEADLINE_MS / 1000 + 60)
                 if d.returncode != 0:
@@ -288,6 +323,9 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "balancing"))
     p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--priority", choices=["realtime", "nice", "normal"], default="realtime",
+                   help="scheduling of every process of an arm: SCHED_RR 10 (default, when "
+                        "permitted), nice -5, or unchanged")
     args = p.parse_args()
     if args.short:
         args.scenarios, args.duration = "S1", 5.0
@@ -297,7 +335,7 @@ def main():
     all_scenarios = scenarios(args.duration)
     names = [s for s in args.scenarios.split(",") if s]
     for a in arms:
-        if a not in ALL_ARMS:
+        if not known_arm(a):
             p.error("unknown arm '%s'; known: %s" % (a, ", ".join(ALL_ARMS)))
     for s in names:
         if s not in all_scenarios:

@@ -22,6 +22,11 @@ struct SharedState {
   std::atomic<int32_t> queue_length[kMaxSimulatedBackends];
   // Calls answered (any status), per backend.
   std::atomic<int64_t> answered[kMaxSimulatedBackends];
+  // Calls that reached each backend, and calls the oracle arm's drivers sent to it: their
+  // difference is what is still on the way, which the oracle counts as queued already (without
+  // it, a burst of picks all see the same short queue before any of them arrives).
+  std::atomic<int64_t> arrived[kMaxSimulatedBackends];
+  std::atomic<int64_t> dispatched[kMaxSimulatedBackends];
 };
 static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<int32_t>::is_always_lock_free,
               "the shared state must be lock-free to be shared between processes");

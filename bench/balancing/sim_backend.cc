@@ -158,6 +158,7 @@ class SimulatedBackends {
     {
       std::lock_guard<std::mutex> lock(mu_);
       const int64_t now = MonotonicNanos();
+      shared_->arrived[backend].fetch_add(1);
       ApplyEventsLocked(now, &done);
       if (scenario_.backends[backend].fail_fast) {
         timers_.push({now + 1'000'000, backend, reactor, context, 0, 0, true});
