@@ -115,31 +115,49 @@ class PrequalTest : public testing::PolicyTest {
   FakeClock clock_;
 };
 
-TEST_F(PrequalTest, CallsThatStayInFlightAlternateTheTwoFastestExactly) {
+// Picks with every picked call left in flight, from three endpoints of latencies 10, 20, 30 ms.
+std::vector<size_t> SequenceWithCallsInFlight(const Picker& picker,
+                                              const std::vector<PickerEndpoint>& endpoints,
+                                              absl::Time now, uint64_t seed) {
+  SeededRandom random(seed);
+  PickArgs args;
+  args.random = &random;
+  args.now = now;
+  std::vector<size_t> sequence;
+  for (int i = 0; i < 9; ++i) {
+    const size_t chosen = picker.Pick(args).index();
+    endpoints[chosen].stats->OnCallStarted();
+    sequence.push_back(chosen);
+  }
+  for (size_t chosen : sequence) {
+    endpoints[chosen].stats->OnCallFinished(true, absl::Milliseconds(10 * (chosen + 1)), now);
+  }
+  return sequence;
+}
+
+TEST_F(PrequalTest, ByDefaultTheLeastLoadedAreColdAndLatencyOrdersThem) {
   const auto endpoints = testing::MakeEndpoints(3);
-  Finish(endpoints[0], absl::Milliseconds(10));
-  Finish(endpoints[1], absl::Milliseconds(20));
-  Finish(endpoints[2], absl::Milliseconds(30));
+  for (int k = 0; k < 3; ++k) Finish(endpoints[k], absl::Milliseconds(10 * (k + 1)));
   auto picker = Build("prequal", endpoints);
-  // All three are probed on every pick. Each picked call stays in flight: the fastest is hot as
-  // soon as it has one call more than the median, so the two fastest take turns, and the
-  // slowest, never above the median, never has the lowest latency of the cold ones.
+  // The default quantile keeps only the candidates with the fewest calls in flight cold: each
+  // round fills the fastest first, whatever the seed.
   for (uint64_t seed : {1, 2, 3}) {
-    SeededRandom random(seed);
-    PickArgs args;
-    args.random = &random;
-    args.now = clock_.Now();
-    std::vector<size_t> sequence;
-    for (int i = 0; i < 8; ++i) {
-      const size_t chosen = picker->Pick(args).index();
-      endpoints[chosen].stats->OnCallStarted();
-      sequence.push_back(chosen);
-    }
-    EXPECT_EQ(sequence, (std::vector<size_t>{0, 1, 0, 1, 0, 1, 0, 1})) << "seed " << seed;
-    for (int i = 0; i < 4; ++i) {
-      endpoints[0].stats->OnCallFinished(true, absl::Milliseconds(10), clock_.Now());
-      endpoints[1].stats->OnCallFinished(true, absl::Milliseconds(20), clock_.Now());
-    }
+    EXPECT_EQ(SequenceWithCallsInFlight(*picker, endpoints, clock_.Now(), seed),
+              (std::vector<size_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}))
+        << "seed " << seed;
+  }
+}
+
+TEST_F(PrequalTest, WithTheMedianAsThresholdTheTwoFastestAlternateExactly) {
+  const auto endpoints = testing::MakeEndpoints(3);
+  for (int k = 0; k < 3; ++k) Finish(endpoints[k], absl::Milliseconds(10 * (k + 1)));
+  auto picker = Build("prequal", endpoints, {{"hot_quantile", 0.75}});
+  // The fastest is hot as soon as it has one call more than the median, so the two fastest take
+  // turns, and the slowest, never above the median, never has the lowest latency of the cold.
+  for (uint64_t seed : {1, 2, 3}) {
+    EXPECT_EQ(SequenceWithCallsInFlight(*picker, endpoints, clock_.Now(), seed),
+              (std::vector<size_t>{0, 1, 0, 1, 0, 1, 0, 1, 0}))
+        << "seed " << seed;
   }
 }
 

@@ -18,7 +18,9 @@ constexpr int64_t kMaxProbes = 16;
 class PrequalConfig final : public PolicyConfig {
  public:
   int64_t probes = 3;
-  double hot_quantile = 0.75;
+  // Low, so that calls in flight (known at once) rule and latency (known one call later) only
+  // chooses among the least loaded; docs/balancing.md shows what a high quantile did.
+  double hot_quantile = 0.25;
   absl::Duration default_rtt = absl::Milliseconds(30);
   absl::Duration decay = absl::Seconds(1);
   absl::Duration report_max_age = absl::Seconds(1);
