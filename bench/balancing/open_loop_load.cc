@@ -152,8 +152,7 @@ class SluiceTransport final : public Transport {
   std::unique_ptr<client::Balancer> balancer_;
 };
 
-absl::StatusOr<std::unique_ptr<Transport>> MakeTransport(const Flags& flags,
-                                                         SharedState* shared) {
+absl::StatusOr<std::unique_ptr<Transport>> MakeTransport(const Flags& flags, SharedState* shared) {
   if (absl::StartsWith(flags.arm, "sluice:")) {
     client::BalancerOptions options;
     options.target = "static://" + absl::StrJoin(flags.backends, ",");
@@ -210,8 +209,7 @@ int Run(const Flags& flags) {
   }
   absl::StatusOr<std::unique_ptr<Transport>> transport = MakeTransport(flags, *shared);
   if (!transport.ok()) {
-    std::fprintf(stderr, "balancing_load: %s\n",
-                 std::string(transport.status().message()).c_str());
+    std::fprintf(stderr, "balancing_load: %s\n", std::string(transport.status().message()).c_str());
     return 2;
   }
   const absl::Duration deadline = absl::Milliseconds(flags.deadline_ms);
@@ -291,16 +289,26 @@ int main(int argc, char** argv) {
   std::string backends;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--arm") flags.arm = value;
-    else if (flag == "--backends") backends = value;
-    else if (flag == "--state") flags.state = value;
-    else if (flag == "--out") flags.out = value;
-    else if (flag == "--policy-config") flags.policy_config = value;
-    else if (flag == "--rate") flags.rate = std::atof(value.c_str());
-    else if (flag == "--duration") flags.duration_s = std::atof(value.c_str());
-    else if (flag == "--start-ns") flags.start_ns = std::atoll(value.c_str());
-    else if (flag == "--seed") flags.seed = std::strtoull(value.c_str(), nullptr, 10);
-    else if (flag == "--deadline-ms") flags.deadline_ms = std::atoi(value.c_str());
+    if (flag == "--arm")
+      flags.arm = value;
+    else if (flag == "--backends")
+      backends = value;
+    else if (flag == "--state")
+      flags.state = value;
+    else if (flag == "--out")
+      flags.out = value;
+    else if (flag == "--policy-config")
+      flags.policy_config = value;
+    else if (flag == "--rate")
+      flags.rate = std::atof(value.c_str());
+    else if (flag == "--duration")
+      flags.duration_s = std::atof(value.c_str());
+    else if (flag == "--start-ns")
+      flags.start_ns = std::atoll(value.c_str());
+    else if (flag == "--seed")
+      flags.seed = std::strtoull(value.c_str(), nullptr, 10);
+    else if (flag == "--deadline-ms")
+      flags.deadline_ms = std::atoi(value.c_str());
     else {
       std::fprintf(stderr, "balancing_load: unknown flag %s (see the comment atop the source)\n",
                    flag.c_str());

@@ -15,9 +15,9 @@ namespace sluice::bench {
 absl::StatusOr<SharedState*> MapSharedState(const std::string& path, bool create) {
   const int fd = open(path.c_str(), create ? (O_RDWR | O_CREAT | O_TRUNC) : O_RDWR, 0644);
   if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open the shared state file ", path, ": ", std::strerror(errno),
-                     create ? "" : " (start the simulated backends first)"));
+    return absl::NotFoundError(absl::StrCat("cannot open the shared state file ", path, ": ",
+                                            std::strerror(errno),
+                                            create ? "" : " (start the simulated backends first)"));
   }
   if (create && ftruncate(fd, sizeof(SharedState)) != 0) {
     close(fd);

@@ -28,7 +28,8 @@ struct SharedState {
   std::atomic<int64_t> arrived[kMaxSimulatedBackends];
   std::atomic<int64_t> dispatched[kMaxSimulatedBackends];
 };
-static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<int32_t>::is_always_lock_free,
+static_assert(std::atomic<int64_t>::is_always_lock_free &&
+                  std::atomic<int32_t>::is_always_lock_free,
               "the shared state must be lock-free to be shared between processes");
 
 // Maps the file at `path`, creating and zeroing it when `create`. The mapping lives as long as

@@ -153,7 +153,8 @@ class SimulatedBackends {
         waiting_(scenario_.backends.size()),
         random_(12345) {}
 
-  void Arrive(int backend, grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor) {
+  void Arrive(int backend, grpc::CallbackServerContext* context,
+              grpc::ServerUnaryReactor* reactor) {
     std::vector<Done> done;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -317,9 +318,12 @@ int Main(int argc, char** argv) {
   std::string listen, scenario_path, state_path;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--listen") listen = argv[i + 1];
-    else if (flag == "--scenario") scenario_path = argv[i + 1];
-    else if (flag == "--state") state_path = argv[i + 1];
+    if (flag == "--listen")
+      listen = argv[i + 1];
+    else if (flag == "--scenario")
+      scenario_path = argv[i + 1];
+    else if (flag == "--state")
+      state_path = argv[i + 1];
   }
   if (listen.empty() || scenario_path.empty() || state_path.empty()) {
     std::fprintf(stderr,

@@ -32,8 +32,8 @@ TEST(HotColdRuleTest, TiesGoToFewerCallsThenToTheEarlierCandidate) {
 }
 
 TEST(HotColdRuleTest, TheQuantileSetsHowMuchLoadIsTolerated) {
-  const std::vector<CandidateLoad> pool = {{0, 50 * kMs}, {3, 20 * kMs}, {9, 5 * kMs},
-                                           {4, 10 * kMs}, {1, 40 * kMs}};
+  const std::vector<CandidateLoad> pool = {
+      {0, 50 * kMs}, {3, 20 * kMs}, {9, 5 * kMs}, {4, 10 * kMs}, {1, 40 * kMs}};
   // Sorted RIFs 0 1 3 4 9; the threshold is sorted[floor(q x 4)].
   EXPECT_EQ(Choose(pool, 1.0), 2u);   // 9: nothing hot, latency alone
   EXPECT_EQ(Choose(pool, 0.75), 3u);  // 4: the 9 is hot
@@ -80,18 +80,17 @@ TEST(CandidateLoadTest, CombinesOwnCountsLatencyAndAFreshReport) {
 
   // A report counts every caller's calls: it raises the count while fresh...
   ReportedLoad report{7, clock.Now() - absl::Milliseconds(500)};
-  EXPECT_EQ(EstimateCandidateLoad(stats, later, 30 * kMs, report, absl::Seconds(1))
-                .requests_in_flight,
-            7);
+  EXPECT_EQ(
+      EstimateCandidateLoad(stats, later, 30 * kMs, report, absl::Seconds(1)).requests_in_flight,
+      7);
   // ...never lowers it below what this caller has in flight...
   ReportedLoad low{1, clock.Now()};
-  EXPECT_EQ(
-      EstimateCandidateLoad(stats, later, 30 * kMs, low, absl::Seconds(1)).requests_in_flight, 2);
+  EXPECT_EQ(EstimateCandidateLoad(stats, later, 30 * kMs, low, absl::Seconds(1)).requests_in_flight,
+            2);
   // ...and is ignored once older than report_max_age.
   ReportedLoad stale{7, clock.Now() - absl::Milliseconds(1001)};
   EXPECT_EQ(
-      EstimateCandidateLoad(stats, later, 30 * kMs, stale, absl::Seconds(1)).requests_in_flight,
-      2);
+      EstimateCandidateLoad(stats, later, 30 * kMs, stale, absl::Seconds(1)).requests_in_flight, 2);
 }
 
 // ---- the policy ---------------------------------------------------------------------------------

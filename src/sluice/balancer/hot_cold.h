@@ -10,8 +10,8 @@
 namespace sluice {
 
 // The pure maths of the "prequal" policy (after Prequal: Wydrowski et al., "Load is not what
-// you should balance", NSDI 2024): what one candidate endpoint looks like, and the hot-cold rule that
-// chooses among candidates. Kept apart from the picker so it is tested exactly.
+// you should balance", NSDI 2024): what one candidate endpoint looks like, and the hot-cold rule
+// that chooses among candidates. Kept apart from the picker so it is tested exactly.
 
 // One probed candidate: its estimated requests in flight (RIF) and latency.
 struct CandidateLoad {

@@ -62,8 +62,8 @@ class PrequalPicker final : public Picker {
     for (size_t k = 0; k < count; ++k) {
       // Hook for server-reported load: no report source reaches the picker yet (see
       // ReportedLoad), so every candidate is judged on the caller's own observations.
-      pool[k] = EstimateCandidateLoad(*set_.endpoints[positions[k]].stats, now_ns,
-                                      default_rtt_ns_, std::nullopt, report_max_age_);
+      pool[k] = EstimateCandidateLoad(*set_.endpoints[positions[k]].stats, now_ns, default_rtt_ns_,
+                                      std::nullopt, report_max_age_);
     }
     const size_t chosen = ChooseHotCold(pool, count, hot_quantile_);
     return PickResult::Chosen(set_.endpoints[positions[chosen]].index);
@@ -94,9 +94,9 @@ class PrequalFactory final : public PolicyFactory {
         !s.ok()) {
       return s;
     }
-    for (auto [field, out] : {std::pair{"default_rtt", &parsed->default_rtt},
-                              std::pair{"decay", &parsed->decay},
-                              std::pair{"report_max_age", &parsed->report_max_age}}) {
+    for (auto [field, out] :
+         {std::pair{"default_rtt", &parsed->default_rtt}, std::pair{"decay", &parsed->decay},
+          std::pair{"report_max_age", &parsed->report_max_age}}) {
       if (absl::Status s = reader->ReadPositiveDuration(field, out); !s.ok()) return s;
     }
     return std::shared_ptr<const PolicyConfig>(std::move(parsed));
