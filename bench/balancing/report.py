@@ -290,10 +290,11 @@ def short_checks(results):
         return problems
     rr, pq, oracle = arms.get("lib:round_robin"), arms.get("lib:prequal"), arms.get("oracle")
     if rr and pq:
-        # Round robin gives the slow backend a third whatever happens; prequal must shed it.
-        if not pq["share"][2] < 0.8 * rr["share"][2]:
-            problems.append("lib:prequal sent the slow backend %.2f of calls, round_robin %.2f" % (
-                pq["share"][2], rr["share"][2]))
+        # Round robin gives the slow backend a third of the calls whatever happens (some of
+        # them may time out unattributed); prequal must shed it.
+        if not pq["share"][2] < 0.8 / 3:
+            problems.append("lib:prequal sent the slow backend %.2f of calls; round robin's "
+                            "third is what it must improve on" % pq["share"][2])
         if not pq["p99"] < rr["p99"]:
             problems.append("lib:prequal p99 %.1f ms is not below round_robin's %.1f ms" % (
                 pq["p99"], rr["p99"]))
