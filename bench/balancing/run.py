@@ -326,7 +326,16 @@ def main():
     p.add_argument("--priority", choices=["realtime", "nice", "normal"], default="realtime",
                    help="scheduling of every process of an arm: SCHED_RR 10 (default, when "
                         "permitted), nice -5, or unchanged")
+    p.add_argument("--report-from", metavar="RESULTS_JSON",
+                   help="rewrite OUT's results.md and SVG charts from a results.json, run nothing")
     args = p.parse_args()
+    if args.report_from:
+        with open(args.report_from) as f:
+            results = json.load(f)
+        order = [a for a in ALL_ARMS if any(a in sc["arms"] for sc in results["scenarios"].values())]
+        extra = sorted({a for sc in results["scenarios"].values() for a in sc["arms"]} - set(order))
+        report.write(results, args.out, order + extra)
+        return 0
     if args.short:
         args.scenarios, args.duration = "S1", 5.0
         if args.arms == ",".join(ALL_ARMS):
