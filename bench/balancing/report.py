@@ -231,8 +231,10 @@ def timeline_svg(name, sc):
     ph = 260  # top panel height
     sh = 150  # share panel height
     gap = 60
-    arms = [(a, c) for a, c in zip(TIMELINE_ARMS, COLORS) if a in sc["arms"] and
-            "error" not in sc["arms"][a]]
+    # The standard arms drawn, then any policy variant (lib:P@{config}) the run measured.
+    drawn = TIMELINE_ARMS + sorted(a for a in sc["arms"] if "@" in a)
+    arms = [(a, COLORS[i % len(COLORS)]) for i, a in enumerate(drawn)
+            if a in sc["arms"] and "error" not in sc["arms"][a]]
     bins = max([len(sc["arms"][a]["timeline"]) for a, _ in arms] or [1])
     values = [t["p99"] for a, _ in arms for t in sc["arms"][a]["timeline"] if t["p99"]]
     lo = 10 ** math.floor(math.log10(max(min(values), 0.1))) if values else 1
