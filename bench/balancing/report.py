@@ -56,6 +56,20 @@ def summarize(calls, backends, duration):
             "share": [c / n if n else 0 for c in share], "timeline": series}
 
 
+def median_round(summaries):
+    """The round with the median p99 (failed rounds sort last), with every round's p99 and
+    failures beside it."""
+    ran = [s for s in summaries if "error" not in s and s["p99"] is not None]
+    if not ran:
+        return summaries[-1]
+    ran.sort(key=lambda s: s["p99"])
+    chosen = dict(ran[(len(ran) - 1) // 2])
+    if len(summaries) > 1:
+        chosen["rounds"] = [{"p99": s.get("p99"), "failed": s.get("failed"),
+                             "error": s.get("error")} for s in summaries]
+    return chosen
+
+
 def fmt_ms(v):
     if v is None:
         return "-"
@@ -159,12 +173,14 @@ def write(results, out_dir, arm_order):
              "", "**Setup:** 3 simulated backends (4 slots each, exponential service time, a FIFO "
              "queue beyond the slots), Poisson open-loop load for %g s per arm after a %g s "
              "warm-up, deadline %d ms per call. Latency counts from each call's scheduled start; "
-             "p50/p99/p99.9 are over successful calls, failures are counted apart. Shares are "
-             "the fraction of all calls each backend answered (a call that timed out before any "
-             "answer counts for no backend, so shares may sum to less than 1). One run per arm (the arms of a "
-             "scenario run one after another, in a rotated order per scenario). Peers: %s; %s." % (
-                 meta["duration_s"], meta["warmup_s"], meta["deadline_ms"], meta["haproxy"],
-                 meta["nginx"]),
+             "p50/p99/p99.9 are over successful calls, failures are counted apart. With several "
+             "rounds, each cell is the round with the median p99 (results.json has every round). "
+             "Shares are the fraction of all calls each backend answered (a call that timed out before any "
+             "answer counts for no backend, so shares may sum to less than 1). %d round(s) per "
+             "arm; the arms of a scenario run one after another, in a rotated order per scenario "
+             "and round. Peers: %s; %s." % (
+                 meta["duration_s"], meta["warmup_s"], meta["deadline_ms"],
+                 meta.get("rounds", 1), meta["haproxy"], meta["nginx"]),
              "", "Arms: `lib:P` is the Sluice client library with policy P, `proxy:P` is `sluice "
              "proxy --policy P`, `oracle` sends each call to the backend with the shortest true "
              "queue (read from the backends' shared memory: no real balancer can).", ""]

@@ -316,6 +316,8 @@ def main():
     p.add_argument("--arms", default=",".join(ALL_ARMS),
                    help="comma-separated: lib:POLICY, proxy:POLICY, " + ", ".join(PEERS))
     p.add_argument("--duration", type=float, default=30.0, help="seconds of load per arm")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="runs of every arm; each cell is the round with the median p99")
     p.add_argument("--short", action="store_true",
                    help="S1 only, 5 s per arm, arms " + ",".join(SHORT_ARMS))
     p.add_argument("--check", action="store_true",
@@ -351,6 +353,8 @@ def main():
             p.error("unknown scenario '%s'; known: %s" % (s, ", ".join(all_scenarios)))
     if not 1 <= args.duration <= 300:
         p.error("--duration must be within 1..300 seconds")
+    if not 1 <= args.rounds <= 9:
+        p.error("--rounds must be within 1..9")
 
     if any(a in ("haproxy", "nginx") for a in arms) and os.environ.get("SKIP_INSTALL") != "1":
         subprocess.check_call(["bash", os.path.join(ROOT, "bench", "proxy", "install-peers.sh")],
@@ -363,24 +367,32 @@ def main():
     results = {"meta": report.machine_meta(command, args.duration, DEADLINE_MS, WARMUP_S),
                "scenarios": {}}
     try:
-        for si, name in enumerate(names):
-            sc = all_scenarios[name]
-            # Arms in a different order per scenario, so no arm always runs first.
-            order = arms[si % len(arms):] + arms[:si % len(arms)]
-            results["scenarios"][name] = {k: v for k, v in sc.items()}
-            results["scenarios"][name]["arms"] = {}
-            for arm in order:
-                log("%s (%s): %s for %g s" % (name, sc["title"], arm, args.duration))
-                try:
-                    calls = bench.run_arm(name, sc, arm, args.duration)
-                    summary = report.summarize(calls, len(IPS), args.duration)
-                    log("  %s" % report.one_line(summary))
-                except Exception as e:  # one broken arm must not lose the others' results
-                    summary = {"error": str(e)[-400:]}
-                    log("  FAILED: %s" % summary["error"])
-                results["scenarios"][name]["arms"][arm] = summary
-            results["meta"]["load_after"] = report.loadavg()
-            report.write(results, args.out, arms)
+        rounds = {}  # (scenario, arm) -> the summary of each round
+        for r in range(args.rounds):
+            for si, name in enumerate(names):
+                sc = all_scenarios[name]
+                # Arms in a different order per scenario and round, so no arm always runs first.
+                shift = (si + r) % len(arms)
+                order = arms[shift:] + arms[:shift]
+                results["scenarios"][name] = {k: v for k, v in sc.items()}
+                results["scenarios"][name]["arms"] = {}
+                for arm in order:
+                    log("%s (%s): %s for %g s, round %d of %d" % (
+                        name, sc["title"], arm, args.duration, r + 1, args.rounds))
+                    try:
+                        calls = bench.run_arm(name, sc, arm, args.duration)
+                        summary = report.summarize(calls, len(IPS), args.duration)
+                        log("  %s" % report.one_line(summary))
+                    except Exception as e:  # one broken arm must not lose the others' results
+                        summary = {"error": str(e)[-400:]}
+                        log("  FAILED: %s" % summary["error"])
+                    rounds.setdefault((name, arm), []).append(summary)
+                for arm in order:
+                    results["scenarios"][name]["arms"][arm] = report.median_round(
+                        rounds[(name, arm)])
+                results["meta"]["load_after"] = report.loadavg()
+                results["meta"]["rounds"] = r + 1
+                report.write(results, args.out, arms)
     finally:
         bench.cleanup()
     log("wrote %s" % args.out)
