@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", timeout_text, "Deadline of each call")->capture_default_str();
   app.add_option("--name", name, "HelloRequest.name")->capture_default_str();
   app.add_option("--policy", policy,
-                 "round_robin, random, least_request, peak_ewma, weighted_round_robin, ring_hash")
+                 "round_robin, random, least_request, peak_ewma, weighted_round_robin, ring_hash, "
+                 "prequal")
       ->capture_default_str();
   app.add_option("--policy-config", policy_config, "The policy's JSON config")
       ->capture_default_str();

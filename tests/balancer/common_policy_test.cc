@@ -88,7 +88,7 @@ TEST_P(EveryPolicyTest, AnotherPolicysConfigFallsBackToDefaults) {
   EXPECT_EQ(PickedSet(*picker, 2000), (std::set<size_t>{0, 1, 2}));
   // Policies that read their config say it was the wrong one.
   const std::set<std::string> configurable = {"least_request", "peak_ewma", "ring_hash",
-                                              "weighted_round_robin"};
+                                              "prequal", "weighted_round_robin"};
   if (configurable.count(GetParam()) > 0) {
     ASSERT_EQ(errors.size(), 1u);
     EXPECT_EQ(errors[0], absl::StrCat(GetParam(),
@@ -101,7 +101,7 @@ TEST_P(EveryPolicyTest, AnotherPolicysConfigFallsBackToDefaults) {
 
 INSTANTIATE_TEST_SUITE_P(Balancer, EveryPolicyTest,
                          ::testing::Values("round_robin", "random", "least_request", "peak_ewma",
-                                           "weighted_round_robin", "ring_hash"),
+                                           "weighted_round_robin", "ring_hash", "prequal"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });

@@ -26,10 +26,10 @@ class PolicyRegistryTest : public ::testing::Test {
   PolicyRegistry registry_;
 };
 
-TEST_F(PolicyRegistryTest, KnowsTheSixBuiltinPolicies) {
+TEST_F(PolicyRegistryTest, KnowsTheSevenBuiltinPolicies) {
   EXPECT_EQ(registry_.Names(),
-            (std::vector<std::string>{"least_request", "peak_ewma", "random", "ring_hash",
-                                      "round_robin", "weighted_round_robin"}));
+            (std::vector<std::string>{"least_request", "peak_ewma", "prequal", "random",
+                                      "ring_hash", "round_robin", "weighted_round_robin"}));
   for (const std::string& name : registry_.Names()) {
     const PolicyFactory* factory = registry_.Find(name);
     ASSERT_NE(factory, nullptr) << name;
@@ -44,10 +44,10 @@ TEST_F(PolicyRegistryTest, UnknownPolicyErrorListsTheKnownOnes) {
   EXPECT_EQ(found.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(found.status().message(),
             "unknown load-balancing policy 'least_requests'; known policies: least_request, "
-            "peak_ewma, random, ring_hash, round_robin, weighted_round_robin");
+            "peak_ewma, prequal, random, ring_hash, round_robin, weighted_round_robin");
   EXPECT_EQ(ConfigError("pick_first", nullptr),
             "unknown load-balancing policy 'pick_first'; known policies: least_request, "
-            "peak_ewma, random, ring_hash, round_robin, weighted_round_robin");
+            "peak_ewma, prequal, random, ring_hash, round_robin, weighted_round_robin");
 }
 
 TEST_F(PolicyRegistryTest, AnEmptyRegistrySaysSo) {
@@ -78,7 +78,7 @@ TEST_F(PolicyRegistryTest, RegisteringANameAgainReplacesIt) {
   const PolicyFactory* expected = replacement.get();
   registry_.Register(std::move(replacement));
   EXPECT_EQ(registry_.Find("random"), expected);
-  EXPECT_EQ(registry_.Names().size(), 6u);
+  EXPECT_EQ(registry_.Names().size(), 7u);
 }
 
 TEST_F(PolicyRegistryTest, NullOrEmptyConfigGivesDefaults) {

@@ -9,6 +9,7 @@ void RegisterBuiltinPolicies(PolicyRegistry& registry) {
   RegisterPeakEwmaPolicy(registry);
   RegisterWeightedRoundRobinPolicy(registry);
   RegisterRingHashPolicy(registry);
+  RegisterPrequalPolicy(registry);
 }
 
 }  // namespace sluice

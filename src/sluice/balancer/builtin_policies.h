@@ -36,4 +36,12 @@ void RegisterWeightedRoundRobinPolicy(PolicyRegistry& registry);
 // Config: min_ring_size (default 1024), max_ring_size (default 8388608), both 1..8388608.
 void RegisterRingHashPolicy(PolicyRegistry& registry);
 
+// "prequal": Prequal's hot-cold rule (NSDI 2024) on the caller's own signals: probe `probes`
+// distinct random endpoints, drop those whose calls in flight are above the `hot_quantile`
+// quantile of the probed ones, pick the lowest peak-EWMA latency among the rest. Ignores
+// weights. Config: probes (integer 2..16, default 3), hot_quantile (0..1, default 0.25),
+// default_rtt (default "30ms"), decay (the latency EWMA time constant, default "1s"),
+// report_max_age (how long a server-reported load counts, default "1s"). See docs/balancing.md.
+void RegisterPrequalPolicy(PolicyRegistry& registry);
+
 }  // namespace sluice

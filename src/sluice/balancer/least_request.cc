@@ -83,21 +83,13 @@ class LeastRequestPicker final : public Picker {
       return PickResult::Chosen(set_.endpoints[best].index);
     }
     // choice_count distinct positions in a uniformly random order (ties keep the first
-    // candidate, so the order must be random too): redraw a repeat. choice_count < n here, so
-    // a redraw succeeds with probability >= 1/n; the positions live on the stack.
+    // candidate); the positions live on the stack.
     size_t drawn[kMaxChoiceCount];
+    DrawDistinctPositions(n, static_cast<size_t>(choice_count_), random, drawn);
     const PickableEndpoint* best = nullptr;
     int64_t best_load = 0;
     for (int d = 0; d < choice_count_; ++d) {
-      size_t candidate;
-      bool repeat;
-      do {
-        candidate = static_cast<size_t>(random.Uniform(n));
-        repeat = false;
-        for (int e = 0; e < d; ++e) repeat |= drawn[e] == candidate;
-      } while (repeat);
-      drawn[d] = candidate;
-      const PickableEndpoint* c = &set_.endpoints[candidate];
+      const PickableEndpoint* c = &set_.endpoints[drawn[d]];
       const int64_t load = c->stats->in_flight();
       if (best == nullptr || load < best_load) {
         best = c;

@@ -29,6 +29,19 @@ PickableSet SelectPickable(const std::vector<PickerEndpoint>& endpoints) {
   return set;
 }
 
+void DrawDistinctPositions(size_t n, size_t count, Random& random, size_t* out) {
+  for (size_t d = 0; d < count; ++d) {
+    size_t candidate;
+    bool repeat;
+    do {
+      candidate = static_cast<size_t>(random.Uniform(n));
+      repeat = false;
+      for (size_t e = 0; e < d; ++e) repeat |= out[e] == candidate;
+    } while (repeat);
+    out[d] = candidate;
+  }
+}
+
 WeightedSampler::WeightedSampler(const std::vector<PickableEndpoint>& endpoints) {
   const size_t n = endpoints.size();
   if (n == 0) return;

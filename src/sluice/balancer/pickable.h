@@ -35,6 +35,11 @@ struct PickableSet {
 
 PickableSet SelectPickable(const std::vector<PickerEndpoint>& endpoints);
 
+// Fills out[0..count) with `count` distinct positions in [0, n), uniformly and in uniformly
+// random order (callers that keep the first of equal candidates need the order random too), by
+// redrawing repeats. count must be < n: a redraw then succeeds with probability >= 1/n.
+void DrawDistinctPositions(size_t n, size_t count, Random& random, size_t* out);
+
 // Draws a position in [0, n) with probability weight/total in O(1): Vose's alias method, one
 // random word per draw. Immutable after construction, so any thread may draw.
 class WeightedSampler {

@@ -235,7 +235,7 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   AddEtcdCredentialFlags(*cmd, flags->etcd);
   cmd->add_option("--policy", flags->policy,
                   "round_robin, random, least_request, peak_ewma, weighted_round_robin, "
-                  "ring_hash")
+                  "ring_hash, prequal (docs/balancing.md)")
       ->capture_default_str();
   cmd->add_option("--policy-config", flags->policy_config, "The policy's config as JSON");
   cmd->add_option("--workers", flags->workers, "Event-loop threads")
