@@ -67,11 +67,11 @@ fi
 MIB=$((1 << 20))
 declare -A W_CONNS W_INFLIGHT W_REQUEST W_REPLY W_LABEL
 define_workload() { W_CONNS[$1]="$2"; W_INFLIGHT[$1]="$3"; W_REQUEST[$1]="$4"; W_REPLY[$1]="$5"; W_LABEL[$1]="$6"; }
-define_workload small "$CONNECTIONS" "$INFLIGHT" 0 0 "small calls, $CONNECTIONS connection(s) x $INFLIGHT in flight"
+define_workload small "$CONNECTIONS" "$INFLIGHT" 0 0 "small calls, $CONNECTIONS connection$([ "$CONNECTIONS" = 1 ] || echo s) x $INFLIGHT in flight"
 define_workload small4 4 64 0 0 "small calls, 4 connections x 64 in flight"
 define_workload resp1m 1 8 0 "$MIB" "1 MiB responses, 1 connection x 8 in flight"
 define_workload req1m 1 8 "$MIB" 0 "1 MiB requests, 1 connection x 8 in flight"
-define_workload latency 1 1 0 0 "latency: small calls, 1 connection x 1 in flight"
+define_workload latency 1 1 0 0 "one small call in flight (latency), 1 connection x 1"
 IFS=, read -r -a WL <<<"$WORKLOADS"
 for w in "${WL[@]}"; do
   [ -n "${W_CONNS[$w]:-}" ] || { echo "run.sh: unknown workload '$w' (small small4 resp1m req1m latency)" >&2; exit 2; }
@@ -327,7 +327,6 @@ start_caddy() {
 {
     admin off
     auto_https off
-    persist_config off
     servers {
         protocols h1 h2 h2c
     }
