@@ -88,7 +88,7 @@ if [ -z "$OUT" ]; then
   if [ "$QUICK" = 1 ]; then OUT=/tmp/sluice-proxy-compare-quick.md; else OUT=bench/results/proxy_compare.md; fi
 fi
 BUILD_DIR="${BUILD_DIR:-build}"
-COMMAND="bench/proxy/run.sh$([ "$QUICK" = 1 ] && echo ' --quick') --rounds $ROUNDS --duration $DURATION --workloads $WORKLOADS --peers $PEERS --inflight $INFLIGHT --connections $CONNECTIONS"
+COMMAND="bench/proxy/run.sh$([ "$QUICK" = 1 ] && echo ' --quick' || true) --rounds $ROUNDS --duration $DURATION --workloads $WORKLOADS --peers $PEERS --inflight $INFLIGHT --connections $CONNECTIONS"
 PY=/usr/bin/python3 # Debian's python: python3-grpcio is installed there
 HELPER="$HERE/helper.py"
 log() { echo "[proxy-bench $(date +%H:%M:%S)] $*" >&2; }
