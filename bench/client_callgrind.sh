@@ -89,11 +89,11 @@ for conns in 1 8; do
 done
 
 per_call() { echo $(( (TOTAL[$1-$2-$LARGE] - TOTAL[$1-$2-$SMALL]) / (LARGE - SMALL) )); }
-# The functions that cost the most instructions in the larger run, self cost (what a profile
-# of the gap starts from).
-top() {
-  callgrind_annotate --threshold=99 "$WORK/callgrind.$1-$2-$LARGE" 2>/dev/null |
-    awk '/^-+$/ {dash++; next} dash >= 4 && NF >= 2 && n < 15 {print "    " $0; n++}'
+# Per function, where Sluice's instructions per call differ from gRPC's (the profile of a gap).
+diff_profile() { # CONNECTIONS
+  local f="$WORK/callgrind"
+  /usr/bin/python3 "$ROOT/bench/callgrind_diff.py" "$SMALL" "$LARGE" \
+    "$f.grpc-$1-$SMALL" "$f.grpc-$1-$LARGE" "$f.sluice-$1-$SMALL" "$f.sluice-$1-$LARGE" 12
 }
 
 mkdir -p "$(dirname "$OUT")"
@@ -135,12 +135,11 @@ mkdir -p "$(dirname "$OUT")"
     done
   done
   echo
-  echo "## Where the instructions go ($LARGE-call runs, 1 connection, self cost, top 15)"
-  for side in grpc sluice; do
+  for conns in 1 8; do
+    echo "## Where the instructions differ, $conns connection(s) per backend (first side: gRPC, second: Sluice)"
     echo
-    echo "### $side"
+    diff_profile "$conns"
     echo
-    top "$side" 1
   done
 } >"$OUT"
 cat "$OUT"
