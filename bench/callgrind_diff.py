@@ -18,12 +18,15 @@ LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.+)$")
 
 def costs(path, inclusive):
     out = subprocess.run(
-        ["callgrind_annotate", "--threshold=100", f"--inclusive={'yes' if inclusive else 'no'}",
-         path], capture_output=True, text=True, check=True).stdout
+        ["callgrind_annotate", "--threshold=100", "--auto=no",
+         f"--inclusive={'yes' if inclusive else 'no'}", path],
+        capture_output=True, text=True, check=True).stdout
     result = {}
     for line in out.splitlines():
         m = LINE.match(line)
-        if m and "PROGRAM TOTALS" not in m.group(2):
+        # Only the function table: not the totals, nor call lines (`=> callee`).
+        if m and "PROGRAM TOTALS" not in m.group(2) and not m.group(2).startswith(
+                ("=>", "events annotated")):
             name = m.group(2)
             result[name] = result.get(name, 0) + int(m.group(1).replace(",", ""))
     return result
