@@ -90,4 +90,10 @@ if [ "${PROFILE:-0}" -gt 0 ]; then
   echo "top ${PROFILE} functions, self cost, $LARGE-call run:"
   callgrind_annotate --threshold=99 "$WORK/callgrind.$LARGE" 2>/dev/null |
     awk -v n="$PROFILE" '/^-+$/ {dash++; next} dash >= 6 && NF >= 2 && shown < n {print "  " $0; shown++}'
+  # Who copies: the callers of memcpy (the large-message cost is mostly copies).
+  echo "callers of memcpy, $LARGE-call run:"
+  callgrind_annotate --auto=no --tree=caller --threshold=99 "$WORK/callgrind.$LARGE" 2>/dev/null |
+    awk '/^ *[0-9,]+ .*< / {buf[++k] = $0; next}
+         /\* .*memcpy/ {for (i = 1; i <= k && i <= 8; i++) print "  " buf[i]; done = 1}
+         {k = 0} done {exit}' || true
 fi
