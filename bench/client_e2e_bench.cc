@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -21,8 +22,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -116,8 +115,8 @@ RunResult Drive(int inflight, absl::Duration duration, int64_t calls, const Issu
   return result;
 }
 
-RunResult RunGrpcRoundRobin(const std::vector<std::string>& backends, int connections,
-                            int inflight, absl::Duration duration, int64_t calls = 0) {
+RunResult RunGrpcRoundRobin(const std::vector<std::string>& backends, int connections, int inflight,
+                            absl::Duration duration, int64_t calls = 0) {
   std::vector<std::unique_ptr<Greeter::Stub>> stubs;
   for (int i = 0; i < connections; ++i) {
     grpc::ChannelArguments args;
@@ -233,10 +232,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     for (int round = 0; round < rounds; ++round) {
-      RunResult r = only == "grpc"
-                        ? RunGrpcRoundRobin(backends, only_connections, inflight, duration,
-                                            only_calls)
-                        : RunSluice(backends, only_connections, inflight, duration, only_calls);
+      RunResult r =
+          only == "grpc"
+              ? RunGrpcRoundRobin(backends, only_connections, inflight, duration, only_calls)
+              : RunSluice(backends, only_connections, inflight, duration, only_calls);
       std::printf("%s: %.0f calls/s p50 %s ms p99 %s ms, client CPU %.1f us/call, %lld failed\n",
                   only.c_str(), r.qps, Ms(r.p50).c_str(), Ms(r.p99).c_str(),
                   r.client_cpu_us_per_call, static_cast<long long>(r.failed));
@@ -270,9 +269,9 @@ int main(int argc, char** argv) {
       "Command: `build/bench/client_e2e_bench --duration ", duration_text, " --rounds ", rounds,
       " --inflight ", inflight, "`  \n",
       "Date: ", absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone()), "  \n",
-      "Setup: 3 greeter_server processes (127.0.0.11-13, --quiet), one client process, ",
-      inflight, " unary SayHello calls in flight (callback API, 10 s deadline each), ", std::thread::hardware_concurrency(),
-      " cores shared by all. Cells are the median of ", rounds,
+      "Setup: 3 greeter_server processes (127.0.0.11-13, --quiet), one client process, ", inflight,
+      " unary SayHello calls in flight (callback API, 10 s deadline each), ",
+      std::thread::hardware_concurrency(), " cores shared by all. Cells are the median of ", rounds,
       " interleaved rounds. gRPC: channel `ipv4:a,b,c` with the round_robin service config, "
       "local subchannel pool; N connections = N channels used in turn. Sluice: "
       "Balancer(static://a,b,c, round_robin) and UnaryCallAsync; N connections = N balancers.\n\n",

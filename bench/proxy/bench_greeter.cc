@@ -13,6 +13,7 @@
 //   build/bench/bench_greeter --ip 127.0.0.11 --port 50051
 #include <grpcpp/grpcpp.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -20,8 +21,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -33,9 +32,9 @@ namespace {
 
 constexpr char kReplyBytesHeader[] = "bench-reply-bytes";
 constexpr size_t kMaxReplyBytes = 64 << 20;
-constexpr uint8_t kNameKey = (1 << 3) | 2;     // HelloRequest.name, length-delimited
-constexpr uint8_t kMessageKey = (2 << 3) | 2;  // HelloReply.message, length-delimited
-constexpr uint8_t kPaddingKey = (15 << 3) | 2; // unknown to the Greeter's proto: skipped
+constexpr uint8_t kNameKey = (1 << 3) | 2;      // HelloRequest.name, length-delimited
+constexpr uint8_t kMessageKey = (2 << 3) | 2;   // HelloReply.message, length-delimited
+constexpr uint8_t kPaddingKey = (15 << 3) | 2;  // unknown to the Greeter's proto: skipped
 
 void AppendVarint(uint64_t value, std::string* out) {
   while (value >= 0x80) {
@@ -130,9 +129,9 @@ class BenchGreeter final : public Greeter::WithRawCallbackMethod_SayHello<Greete
         it != context.client_metadata().end()) {
       if (!absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &wanted) ||
           wanted > kMaxReplyBytes) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat(kReplyBytesHeader, " must be a byte count up to ",
-                                         kMaxReplyBytes));
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat(kReplyBytesHeader, " must be a byte count up to ", kMaxReplyBytes));
       }
     }
     std::optional<size_t> padding;
