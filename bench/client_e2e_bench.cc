@@ -4,9 +4,13 @@
 //
 //   build/bench/client_e2e_bench [--duration 3s] [--rounds 3] [--inflight 64]
 //                                [--out bench/results/client_e2e.md]
+//   build/bench/client_e2e_bench --only sluice|grpc [--only-connections N] [--calls N]
+//     (one side alone, for profilers: bench/client_callgrind.sh counts instructions per call
+//     from two runs of --calls that differ only in the number of calls)
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -18,8 +22,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -50,10 +52,11 @@ double ProcessCpuSeconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-// Keeps `inflight` calls going until `duration` passes; `issue(i, done)` starts call i.
+// Keeps `inflight` calls going until `duration` passes, or, when `calls` > 0, until exactly
+// that many calls have been made; `issue(i, done)` starts call i.
 using Issue = std::function<void(int64_t index, std::function<void(bool ok)> done)>;
 
-RunResult Drive(int inflight, absl::Duration duration, const Issue& issue) {
+RunResult Drive(int inflight, absl::Duration duration, int64_t calls, const Issue& issue) {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<int64_t> latencies_ns;
@@ -63,11 +66,14 @@ RunResult Drive(int inflight, absl::Duration duration, const Issue& issue) {
   const absl::Time start = absl::Now();
   const double cpu_start = ProcessCpuSeconds();
 
+  // Under the lock: whether another call may start.
+  auto more = [&](absl::Time now) { return calls > 0 ? next_index < calls : now < end; };
   std::function<void()> launch;
   launch = [&] {
     int64_t index;
     {
       std::lock_guard<std::mutex> lock(mu);
+      if (calls > 0 && next_index >= calls) return;  // exactly `calls`, however they interleave
       index = next_index++;
       ++outstanding;
     }
@@ -83,15 +89,16 @@ RunResult Drive(int inflight, absl::Duration duration, const Issue& issue) {
           ++failed;
         }
         --outstanding;
-        again = now < end;
+        again = more(now);
         if (!again && outstanding == 0) cv.notify_all();
       }
       if (again) launch();
     });
   };
-  for (int i = 0; i < inflight; ++i) launch();
+  const int64_t first = calls > 0 ? std::min<int64_t>(inflight, calls) : inflight;
+  for (int64_t i = 0; i < first; ++i) launch();
   std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return outstanding == 0 && absl::Now() >= end; });
+  cv.wait(lock, [&] { return outstanding == 0 && !more(absl::Now()); });
   absl::Duration elapsed = absl::Now() - start;
   const double cpu_used = ProcessCpuSeconds() - cpu_start;
   RunResult result;
@@ -108,8 +115,8 @@ RunResult Drive(int inflight, absl::Duration duration, const Issue& issue) {
   return result;
 }
 
-RunResult RunGrpcRoundRobin(const std::vector<std::string>& backends, int connections,
-                            int inflight, absl::Duration duration) {
+RunResult RunGrpcRoundRobin(const std::vector<std::string>& backends, int connections, int inflight,
+                            absl::Duration duration, int64_t calls = 0) {
   std::vector<std::unique_ptr<Greeter::Stub>> stubs;
   for (int i = 0; i < connections; ++i) {
     grpc::ChannelArguments args;
@@ -125,7 +132,7 @@ RunResult RunGrpcRoundRobin(const std::vector<std::string>& backends, int connec
     HelloRequest request;
     HelloReply reply;
   };
-  return Drive(inflight, duration, [&](int64_t index, std::function<void(bool)> done) {
+  return Drive(inflight, duration, calls, [&](int64_t index, std::function<void(bool)> done) {
     auto call = std::make_shared<Call>();
     call->request.set_name("bench");
     // The same per-call deadline on both sides (it costs gRPC a timer per call).
@@ -137,7 +144,7 @@ RunResult RunGrpcRoundRobin(const std::vector<std::string>& backends, int connec
 }
 
 RunResult RunSluice(const std::vector<std::string>& backends, int connections, int inflight,
-                    absl::Duration duration) {
+                    absl::Duration duration, int64_t calls = 0) {
   std::vector<std::unique_ptr<sluice::client::Balancer>> balancers;
   for (int i = 0; i < connections; ++i) {
     sluice::client::BalancerOptions options;
@@ -155,7 +162,7 @@ RunResult RunSluice(const std::vector<std::string>& backends, int connections, i
     HelloRequest request;
     HelloReply reply;
   };
-  return Drive(inflight, duration, [&](int64_t index, std::function<void(bool)> done) {
+  return Drive(inflight, duration, calls, [&](int64_t index, std::function<void(bool)> done) {
     auto call = std::make_shared<Call>();
     call->request.set_name("bench");
     sluice::client::CallOptions options;
@@ -193,6 +200,10 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "Run one side only, for profiling: grpc or sluice (no report)");
   int only_connections = 1;
   app.add_option("--only-connections", only_connections, "Connections per backend with --only");
+  int64_t only_calls = 0;
+  app.add_option("--calls", only_calls,
+                 "With --only: make exactly this many calls instead of running for --duration")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   absl::Duration duration;
   if (!absl::ParseDuration(duration_text, &duration)) {
@@ -216,12 +227,19 @@ int main(int argc, char** argv) {
   }
 
   if (!only.empty()) {
+    if (only != "grpc" && only != "sluice") {
+      std::fprintf(stderr, "--only: grpc or sluice, got '%s'\n", only.c_str());
+      return 2;
+    }
     for (int round = 0; round < rounds; ++round) {
-      RunResult r = only == "grpc"
-                        ? RunGrpcRoundRobin(backends, only_connections, inflight, duration)
-                        : RunSluice(backends, only_connections, inflight, duration);
-      std::printf("%s: %.0f calls/s p50 %s ms p99 %s ms, client CPU %.1f us/call\n", only.c_str(),
-                  r.qps, Ms(r.p50).c_str(), Ms(r.p99).c_str(), r.client_cpu_us_per_call);
+      RunResult r =
+          only == "grpc"
+              ? RunGrpcRoundRobin(backends, only_connections, inflight, duration, only_calls)
+              : RunSluice(backends, only_connections, inflight, duration, only_calls);
+      std::printf("%s: %.0f calls/s p50 %s ms p99 %s ms, client CPU %.1f us/call, %lld failed\n",
+                  only.c_str(), r.qps, Ms(r.p50).c_str(), Ms(r.p99).c_str(),
+                  r.client_cpu_us_per_call, static_cast<long long>(r.failed));
+      if (r.failed > 0) return 1;  // a count of instructions per call needs every call to succeed
     }
     return 0;
   }
@@ -251,9 +269,9 @@ int main(int argc, char** argv) {
       "Command: `build/bench/client_e2e_bench --duration ", duration_text, " --rounds ", rounds,
       " --inflight ", inflight, "`  \n",
       "Date: ", absl::FormatTime("%Y-%m-%d %H:%M UTC", absl::Now(), absl::UTCTimeZone()), "  \n",
-      "Setup: 3 greeter_server processes (127.0.0.11-13, --quiet), one client process, ",
-      inflight, " unary SayHello calls in flight (callback API, 10 s deadline each), ", std::thread::hardware_concurrency(),
-      " cores shared by all. Cells are the median of ", rounds,
+      "Setup: 3 greeter_server processes (127.0.0.11-13, --quiet), one client process, ", inflight,
+      " unary SayHello calls in flight (callback API, 10 s deadline each), ",
+      std::thread::hardware_concurrency(), " cores shared by all. Cells are the median of ", rounds,
       " interleaved rounds. gRPC: channel `ipv4:a,b,c` with the round_robin service config, "
       "local subchannel pool; N connections = N channels used in turn. Sluice: "
       "Balancer(static://a,b,c, round_robin) and UnaryCallAsync; N connections = N balancers.\n\n",

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the reference peers of the proxy benchmark from Debian 12, if missing:
-#   haproxy (2.6), nginx (1.22, with grpc_pass and http2), nghttp2-client (h2load),
-#   python3-grpcio (the reply check). Idempotent: installs only what is missing.
+#   haproxy (2.6), nginx (1.22, with grpc_pass and http2), nghttp2-proxy (nghttpx 1.52),
+#   caddy (2.6), nghttp2-client (h2load), python3-grpcio (the reply check), valgrind (the
+#   callgrind scripts). Idempotent: installs only what is missing.
 # Needs root (or sudo). Package postinst scripts are kept from starting the daemons (nginx on :80,
-# haproxy): the benchmark starts its own copies with its own configs.
+# haproxy, nghttpx, caddy): the benchmark starts its own copies with its own configs.
 set -euo pipefail
 
-PACKAGES=(haproxy nginx nghttp2-client python3-grpcio python3-protobuf iproute2 procps)
+PACKAGES=(haproxy nginx nghttp2-proxy caddy nghttp2-client python3-grpcio python3-protobuf iproute2
+  procps valgrind)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -25,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 echo "install-peers: installing ${missing[*]}"
-# Keep invoke-rc.d from starting nginx/haproxy during the install (only when no policy exists).
+# Keep invoke-rc.d from starting the daemons during the install (only when no policy exists).
 POLICY=/usr/sbin/policy-rc.d
 if [ ! -e "$POLICY" ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
