@@ -10,7 +10,7 @@ set(SLUICE_SYSTEMD_DIR lib/systemd/system CACHE STRING "Where the systemd units 
 
 # The libraries a C++ program links to balance its own calls, as Sluice::<name>.
 set(SLUICE_EXPORTED_LIBRARIES
-  sluice_core:core sluice_etcd_proto:etcd_proto sluice_etcd:etcd sluice_discovery:discovery
+  sluice_core:core sluice_grpc_util:grpc_util sluice_etcd_proto:etcd_proto sluice_etcd:etcd sluice_discovery:discovery
   sluice_registry:registry sluice_balancer:balancer sluice_client:client)
 set(SLUICE_EXPORTED_TARGETS)
 foreach(pair ${SLUICE_EXPORTED_LIBRARIES})
