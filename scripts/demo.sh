@@ -62,11 +62,11 @@ echo
 echo "\$ sluice ls --etcd $ETCD"
 "$BIN/sluice" ls --etcd "$ETCD"
 echo
-echo "\$ greeter_client --target etcd://$ETCD/services/greeter --policy round_robin --calls $CALLS --interval $INTERVAL"
+echo "\$ greeter_client --target etcd://$ETCD/services/greeter --calls $CALLS --interval $INTERVAL"
 echo "  (while it runs: 127.0.0.11 stops gracefully, 127.0.0.12 is killed with -9,"
 echo "   and a new backend registers at 127.0.0.14)"
 # The client's replies stream live, so the events below show up between them.
-"$BIN/greeter_client" --target "etcd://$ETCD/services/greeter" --policy round_robin \
+"$BIN/greeter_client" --target "etcd://$ETCD/services/greeter" \
   --calls "$CALLS" --interval "$INTERVAL" > >(grep --line-buffered -v " INFO ") 2>&1 &
 CLIENT=$!
 PIDS+=($CLIENT)

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   std::string interval_text = "2s";
   std::string timeout_text = "5s";
   std::string name = "you";
-  std::string policy = "round_robin";
+  std::string policy = sluice::client::BalancerOptions{}.policy;  // the library's default
   std::string policy_config = "{}";
   bool retry_unavailable = true;
   bool plain = false;

@@ -61,14 +61,49 @@ TEST_F(PeakEwmaTest, ASlowEndpointIsProbedAgainOnceItsEstimateDecays) {
   EXPECT_EQ(Count(*picker, 2, 1000, 4)[0], 1000);
 }
 
-TEST_F(PeakEwmaTest, EndpointsWithoutSamplesCostTheDefaultRtt) {
+TEST_F(PeakEwmaTest, AnEndpointWithoutSamplesIsProbedAtOnce) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  // The measured endpoint answers in 1 us, far under the 30 ms default; the new one still wins
+  // while it has nothing in flight, so a scale-up reaches even a lightly loaded client.
+  Finish(endpoints[1], absl::Microseconds(1));
+  EXPECT_EQ(Count(*Build("peak_ewma", endpoints), 2, 1000, 5)[0], 1000);
+}
+
+TEST_F(PeakEwmaTest, AnEndpointThatOnlyFailedCostsTheDefaultRtt) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  Finish(endpoints[1], absl::Milliseconds(10));
+  // A fast failure leaves no latency sample; it must not look like a new endpoint (free), or a
+  // backend failing from its first call would draw every call.
+  endpoints[0].stats->OnCallStarted();
+  endpoints[0].stats->OnCallFinished(false, absl::Milliseconds(1), clock_.Now());
+  EXPECT_EQ(Count(*Build("peak_ewma", endpoints), 2, 1000, 7)[0], 0);
+}
+
+TEST_F(PeakEwmaTest, AnUnmeasuredEndpointWithACallInFlightCostsTheDefaultRtt) {
   const auto endpoints = testing::MakeEndpoints(2);
   Finish(endpoints[1], absl::Milliseconds(100));
-  // Default 30 ms < 100 ms: the new endpoint wins every pick.
+  endpoints[0].stats->OnCallStarted();
+  // 30 ms x 2 = 60 ms < 100 ms: the probing endpoint still wins.
   EXPECT_EQ(Count(*Build("peak_ewma", endpoints), 2, 1000, 5)[0], 1000);
-  // With a 200 ms default it loses every pick.
+  // 200 ms x 2 > 100 ms: it waits for its first answer.
   auto picker = Build("peak_ewma", endpoints, {{"default_rtt", "200ms"}});
   EXPECT_EQ(Count(*picker, 2, 1000, 6)[0], 0);
+}
+
+TEST_F(PeakEwmaTest, LatenciesUnderMinRttCompareByCallsInFlight) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  Finish(endpoints[0], absl::Microseconds(200));
+  Finish(endpoints[1], absl::Microseconds(600));
+  // Both under the 1 ms floor: equal cost, so the first of the two candidates drawn wins and
+  // calls spread evenly instead of all going to the one that was faster by 0.4 ms.
+  const std::vector<int> spread = Count(*Build("peak_ewma", endpoints), 2, 10000, 8);
+  EXPECT_NEAR(spread[0], 5000, 250);
+  // A call in flight still counts: 1 ms x 2 against 1 ms x 1.
+  endpoints[0].stats->OnCallStarted();
+  EXPECT_EQ(Count(*Build("peak_ewma", endpoints), 2, 1000, 9)[0], 0);
+  // With the floor lowered below both, the faster one wins again: 200 us x 2 < 600 us x 1.
+  auto unfloored = Build("peak_ewma", endpoints, {{"min_rtt", "100us"}});
+  EXPECT_EQ(Count(*unfloored, 2, 1000, 10)[0], 1000);
 }
 
 TEST_F(PeakEwmaTest, TheConfiguredDecayGovernsTheStats) {

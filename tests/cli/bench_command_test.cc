@@ -65,7 +65,9 @@ class BenchCommandTest : public ::testing::Test {
 
 TEST_F(BenchCommandTest, CountsAndWhoAnsweredMatchWhatTheBackendsSaw) {
   BenchOutput out =
-      RunBench({"--target", target_, "--calls", "3000", "--concurrency", "8", "--json"}, "counts");
+      RunBench({"--target", target_, "--policy", "round_robin", "--calls", "3000", "--concurrency", "8",
+                "--json"},
+               "counts");
   ASSERT_EQ(out.exit_code, 0) << out.text;
   nlohmann::json report = ParseJson(out.text);
   ASSERT_TRUE(report.is_object()) << out.text;

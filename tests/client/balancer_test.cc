@@ -123,6 +123,7 @@ TEST(BalancerTest, CallbackCallsAndStreamsAreBalanced) {
   auto backends = StartBackends(2);
   client::BalancerOptions options;
   options.target = StaticTarget(backends);
+  options.policy = "round_robin";  // an exact half each, below
   auto balancer = MakeBalancer(options);
   ASSERT_TRUE(balancer->WaitForReady(2, absl::Seconds(10)));
 

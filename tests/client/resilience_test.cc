@@ -141,6 +141,7 @@ TEST(RetryTest, IdempotentMethodsAreRetriedOnOtherBackendsUpToMaxAttempts) {
   fixture.backends[1]->set_failure(grpc::StatusCode::UNAVAILABLE);
   client::BalancerOptions options;
   options.target = fixture.target;
+  options.policy = "round_robin";  // the exact counts below are round robin's
   options.outlier_detection.enabled = false;
   options.retry.idempotent_methods = {"/Greeter/*"};
   options.retry.max_attempts = 3;
@@ -180,6 +181,7 @@ TEST(RetryTest, AServerCancelledIdempotentCallIsRetriedElsewhere) {
   fixture.backends[0]->set_failure(grpc::StatusCode::CANCELLED);
   client::BalancerOptions options;
   options.target = fixture.target;
+  options.policy = "round_robin";  // the exact counts below are round robin's
   options.outlier_detection.enabled = false;
   options.retry.idempotent_methods = {"/Greeter/SayHello"};
   auto balancer = client::Balancer::Create(options);
@@ -230,6 +232,9 @@ TEST(RetryTest, AnAttemptTimeoutMovesIdempotentCallsOffAStalledBackend) {
   fixture.backends[0]->set_delay(absl::Seconds(3));
   client::BalancerOptions options;
   options.target = fixture.target;
+  // Round robin keeps sending the stalled backend its share, so ejection is what moves calls
+  // off it (peak_ewma would stop picking it after its first timeout).
+  options.policy = "round_robin";
   options.retry.idempotent_methods = {"/Greeter/SayHello"};
   options.retry.attempt_timeout = absl::Milliseconds(200);
   options.outlier_detection.consecutive_failures = 2;

@@ -830,8 +830,10 @@ TEST(ProxyResilienceTest, AttemptTimeoutRetriesAroundAStalledBackendAndEjectsIt)
   backends[1]->set_delay(absl::Seconds(3));
   const std::string target = absl::StrCat("static://", backends[0]->address(), ",",
                                           backends[1]->address(), ",", backends[2]->address());
-  auto proxy = ProxyProcess::Start(
-      target, {"--idempotent", "/Greeter/SayHello", "--attempt-timeout", "200ms"});
+  // Round robin keeps picking the stalled backend, so ejection is what moves calls off it
+  // (peak_ewma would stop picking it after its first timeout, and never eject it).
+  auto proxy = ProxyProcess::Start(target, {"--idempotent", "/Greeter/SayHello", "--attempt-timeout",
+                                            "200ms", "--policy", "round_robin"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   for (int i = 0; i < 30; ++i) {

@@ -16,15 +16,27 @@ class PeakEwmaConfig final : public PolicyConfig {
  public:
   absl::Duration default_rtt = absl::Milliseconds(30);
   absl::Duration decay = EndpointStats::kDefaultEwmaDecay;
+  absl::Duration min_rtt = absl::Milliseconds(1);
 };
 
 // Linkerd's balancer: two distinct random candidates, the cheaper wins, where
 // cost = peak-EWMA latency (decayed to args.now) x (in_flight + 1). Latency and queue depth
 // together: a slow endpoint and a swamped one both look expensive.
+// An endpoint that has not answered any call yet costs nothing while it has no call in flight,
+// so a new or returning backend is probed at once (as Finagle's peak EWMA does); with a call in
+// flight, or after answers that were all failures, it costs default_rtt x (in_flight + 1).
+// Without this, a fresh endpoint priced at default_rtt would lose every comparison to backends
+// answering in well under it, and a scale-up would never reach a lightly loaded client.
+// Estimates under min_rtt count as min_rtt: sub-millisecond differences on a fast network are
+// noise, and comparing them would send nearly every call of a lightly loaded client to
+// whichever backend happened to answer fastest lately; floored, such backends compare by calls
+// in flight alone (least_request), which spreads calls and still follows load.
 class PeakEwmaPicker final : public Picker {
  public:
   PeakEwmaPicker(PickableSet set, const PeakEwmaConfig& config)
-      : set_(std::move(set)), default_rtt_ns_(absl::ToDoubleNanoseconds(config.default_rtt)) {}
+      : set_(std::move(set)),
+        default_rtt_ns_(absl::ToDoubleNanoseconds(config.default_rtt)),
+        min_rtt_ns_(absl::ToDoubleNanoseconds(config.min_rtt)) {}
 
   PickResult Pick(const PickArgs& args) const override {
     const size_t n = set_.size();
@@ -43,12 +55,24 @@ class PeakEwmaPicker final : public Picker {
 
  private:
   double Cost(const PickableEndpoint& e, int64_t now_ns) const {
-    return e.stats->ReadEstimateNanos(now_ns, default_rtt_ns_) *
-           static_cast<double>(e.stats->in_flight() + 1);
+    const int64_t in_flight = e.stats->in_flight();
+    double latency_ns = e.stats->ReadEstimateNanos(now_ns, kUnmeasured);
+    if (latency_ns == kUnmeasured) {
+      // Never answered at all: free, so it is tried. Answered only with failures (which leave
+      // no latency sample): the default, so a backend failing from its first call is not
+      // mistaken for a new one and sent every call.
+      latency_ns = in_flight == 0 && e.stats->calls() == 0 ? 0.0 : default_rtt_ns_;
+    } else if (latency_ns < min_rtt_ns_) {
+      latency_ns = min_rtt_ns_;
+    }
+    return latency_ns * static_cast<double>(in_flight + 1);
   }
+
+  static constexpr double kUnmeasured = -1.0;
 
   const PickableSet set_;
   const double default_rtt_ns_;
+  const double min_rtt_ns_;
 };
 
 class PeakEwmaFactory final : public PolicyFactory {
@@ -58,7 +82,7 @@ class PeakEwmaFactory final : public PolicyFactory {
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
     absl::StatusOr<ConfigReader> reader =
-        ConfigReader::Create(kPolicyName, config, {"default_rtt", "decay"});
+        ConfigReader::Create(kPolicyName, config, {"default_rtt", "decay", "min_rtt"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<PeakEwmaConfig>();
     if (absl::Status s = reader->ReadPositiveDuration("default_rtt", &parsed->default_rtt);
@@ -66,6 +90,9 @@ class PeakEwmaFactory final : public PolicyFactory {
       return s;
     }
     if (absl::Status s = reader->ReadPositiveDuration("decay", &parsed->decay); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = reader->ReadPositiveDuration("min_rtt", &parsed->min_rtt); !s.ok()) {
       return s;
     }
     return std::shared_ptr<const PolicyConfig>(std::move(parsed));

@@ -41,7 +41,7 @@ constexpr absl::string_view kGreeterMethod = "/Greeter/SayHello";
 
 struct BenchFlags {
   std::string target;
-  std::string policy = "round_robin";
+  std::string policy = "peak_ewma";
   std::string policy_config;
   std::string method = std::string(kGreeterMethod);
   std::string data_file;

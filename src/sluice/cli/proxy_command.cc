@@ -36,7 +36,7 @@ struct ProxyFlags {
   std::string backend_tls_ca;
   std::string backend_tls_cert;
   std::string backend_tls_key;
-  std::string policy = "round_robin";
+  std::string policy = "peak_ewma";
   std::string policy_config;
   int workers = 1;
   std::string admin;

@@ -39,7 +39,7 @@ using OutlierDetectionOptions = ::sluice::OutlierDetectionOptions;
 struct BalancerOptions {
   // A discovery target: etcd://..., static://..., dns://..., or IP:PORT.
   std::string target;
-  std::string policy = "round_robin";
+  std::string policy = "peak_ewma";
   nlohmann::json policy_config;  // null: the policy's defaults
   RetryOptions retry;
   OutlierDetectionOptions outlier_detection;
