@@ -118,7 +118,8 @@ TEST_F(PolicyRegistryTest, UnknownFieldsAreNamedWithTheKnownOnes) {
             "least_request: unknown config field 'choise_count'; known fields: "
             "active_request_bias, choice_count");
   EXPECT_EQ(ConfigError("peak_ewma", {{"decay_time", "10s"}}),
-            "peak_ewma: unknown config field 'decay_time'; known fields: decay, default_rtt");
+            "peak_ewma: unknown config field 'decay_time'; known fields: decay, default_rtt, "
+            "min_rtt");
   EXPECT_EQ(ConfigError("ring_hash", {{"ring_size", 10}}),
             "ring_hash: unknown config field 'ring_size'; known fields: max_ring_size, "
             "min_ring_size");

@@ -68,6 +68,9 @@ TEST(OutlierDetectionTest, EjectsAfterConsecutiveFailuresAndReturnsAfterTheEject
   FakeClock clock;
   client::BalancerOptions options;
   options.target = fixture.target;
+  // Ejection is what this test is about; round robin keeps sending the failing endpoints calls
+  // (peak_ewma would stop picking them after a failure and never eject them).
+  options.policy = "round_robin";
   options.clock = &clock;
   options.outlier_detection.consecutive_failures = 3;
   options.outlier_detection.base_ejection_time = absl::Seconds(10);

@@ -794,10 +794,12 @@ TEST(ProxyResilienceTest, FailingBackendIsEjectedAndIdempotentCallsGoElsewhere) 
     backends.push_back(std::move(*backend));
   }
   backends[1]->set_failure(grpc::StatusCode::UNAVAILABLE);
+  // Round robin keeps picking the failing backend until it is ejected, which is what this tests
+  // (peak_ewma would stop picking it after its first failure).
   auto proxy =
       ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
                                        backends[1]->address(), ",", backends[2]->address()),
-                          {"--idempotent", "/Greeter/SayHello"});
+                          {"--idempotent", "/Greeter/SayHello", "--policy", "round_robin"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   for (int i = 0; i < 60; ++i) {
