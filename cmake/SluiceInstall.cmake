@@ -11,7 +11,8 @@ set(SLUICE_SYSTEMD_DIR lib/systemd/system CACHE STRING "Where the systemd units 
 # The libraries a C++ program links to balance its own calls, as Sluice::<name>.
 set(SLUICE_EXPORTED_LIBRARIES
   sluice_core:core sluice_grpc_util:grpc_util sluice_etcd_proto:etcd_proto sluice_etcd:etcd sluice_discovery:discovery
-  sluice_registry:registry sluice_balancer:balancer sluice_client:client)
+  sluice_registry:registry sluice_balancer:balancer sluice_health_proto:health_proto
+  sluice_orca_proto:orca_proto sluice_health:health sluice_client:client)
 set(SLUICE_EXPORTED_TARGETS)
 foreach(pair ${SLUICE_EXPORTED_LIBRARIES})
   string(REPLACE ":" ";" parts ${pair})
@@ -32,7 +33,7 @@ endif()
 install(TARGETS ${SLUICE_EXPORTED_TARGETS} EXPORT SluiceTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-foreach(module core etcd discovery registry balancer client)
+foreach(module core etcd discovery registry balancer health client)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/src/sluice/${module}/
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sluice/${module} COMPONENT development
     FILES_MATCHING PATTERN "*.h")

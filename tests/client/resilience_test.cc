@@ -368,6 +368,7 @@ TEST(ExternalChannelsTest, WithoutManagedChannelsEveryEndpointIsPickableAtOnceAn
   client::BalancerOptions options;
   options.target = "static://127.0.0.41:1,127.0.0.42:1,127.0.0.43:1";
   options.manage_channels = false;
+  options.health_check.enabled = false;  // nothing listens: only the inputs under test decide
   options.clock = &clock;
   options.outlier_detection.consecutive_failures = 2;
   options.outlier_detection.base_ejection_time = absl::Seconds(10);
@@ -438,6 +439,7 @@ TEST(ExternalChannelsTest, AnOuterTransportWatcherAndAHealthInputDecideReadiness
   options.target = "static://127.0.0.41:1,127.0.0.42:1,127.0.0.43:1";
   options.transport_watcher = transport;
   options.readiness_watchers = {health};
+  options.health_check.enabled = false;  // the test's own health input stands in for it
   auto balancer = client::Balancer::Create(options);
   ASSERT_TRUE(balancer.ok());
   ASSERT_TRUE(WaitFor([&] { return transport->watched() == 3 && health->watched() == 3; },

@@ -645,7 +645,10 @@ TEST(ProxyResilienceTest, RefusedConnectionsDoNotUseUpACallsAttempts) {
   const int closed_port = FreePort();
   const std::string target = absl::StrCat("static://", (*live)->address(),
                                           ",127.0.0.12:", closed_port, ",127.0.0.13:", closed_port);
-  auto proxy = ProxyProcess::Start(target, {"--policy", "round_robin", "--max-attempts", "2"});
+  // Without health checks the refusing addresses stay pickable, which is what this tests (with
+  // them, they are never picked: their checks get no answer).
+  auto proxy = ProxyProcess::Start(
+      target, {"--policy", "round_robin", "--max-attempts", "2", "--no-health-check"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   int failed = 0;
@@ -669,7 +672,9 @@ TEST(ProxyResilienceTest, WhenEveryBackendRefusesACallWaitsForOneUntilItsDeadlin
   // than failing after a burst of refused connections; one without a deadline fails fast.
   const int port = FreePort();
   const std::string address = absl::StrCat("127.0.0.11:", port);
-  auto proxy = ProxyProcess::Start(absl::StrCat("static://", address), {"--policy", "round_robin"});
+  // Without health checks, so that the only backend is pickable while it refuses connections.
+  auto proxy = ProxyProcess::Start(absl::StrCat("static://", address),
+                                   {"--policy", "round_robin", "--no-health-check"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   {

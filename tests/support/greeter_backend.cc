@@ -1,5 +1,7 @@
 #include "greeter_backend.h"
 
+#include <grpcpp/health_check_service_interface.h>
+
 #include <thread>
 
 #include "absl/status/status.h"
@@ -50,7 +52,11 @@ absl::StatusOr<std::unique_ptr<GreeterBackend>> GreeterBackend::Start(const std:
   std::unique_ptr<GreeterBackend> backend(new GreeterBackend());
   backend->service_ = std::make_unique<Service>(backend->calls_);
   backend->service_->set_delay(delay);
+  // gRPC's own grpc.health.v1 service in every server of the process (a global switch).
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  // Two servers must never share one ip:port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int bound = 0;
   builder.AddListeningPort(absl::StrCat(ip, ":", port), grpc::InsecureServerCredentials(), &bound);
   builder.RegisterService(backend->service_.get());
@@ -67,6 +73,9 @@ GreeterBackend::~GreeterBackend() { Shutdown(absl::Seconds(1)); }
 
 void GreeterBackend::set_delay(absl::Duration delay) { service_->set_delay(delay); }
 void GreeterBackend::set_failure(grpc::StatusCode code) { service_->set_failure(code); }
+void GreeterBackend::set_serving(bool serving) {
+  server_->GetHealthCheckService()->SetServingStatus(serving);
+}
 
 void GreeterBackend::Shutdown(absl::Duration grace) {
   if (server_ == nullptr) return;

@@ -13,7 +13,8 @@
 namespace sluice::testing {
 
 // A real Greeter gRPC server inside the test process, on a given loopback address, that counts
-// the calls it answers and can be made slow. Answers like the seed's server.
+// the calls it answers and can be made slow. Answers like the seed's server, and serves
+// grpc.health.v1 (SERVING until set_serving(false)).
 class GreeterBackend {
  public:
   // port 0 picks a free port.
@@ -26,6 +27,9 @@ class GreeterBackend {
   void set_delay(absl::Duration delay);
   // Every call answers with this status (after the delay); OK answers normally.
   void set_failure(grpc::StatusCode code);
+  // What its grpc.health.v1 service (gRPC's built-in one, which every GreeterBackend serves)
+  // says about the whole server ("").
+  void set_serving(bool serving);
   // Graceful: stops accepting, lets calls in flight finish (up to `grace`).
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 

@@ -1,5 +1,7 @@
 // sluice proxy: an L7 gRPC proxy that balances every call over the backends of a discovery
 // target, for clients that cannot embed the client library.
+#include <grpc/grpc_security.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -53,6 +55,8 @@ struct ProxyFlags {
   std::string max_connection_age_grace = "30s";
   std::string drain_timeout = "30s";
   std::string pick_wait = "5s";
+  std::string health_check_service;
+  bool no_health_check = false;
   EtcdFlags etcd;  // credentials only: the members are in the etcd:// targets
 };
 
@@ -67,6 +71,53 @@ bool ParseDurationFlag(const std::string& text, absl::Duration* out) {
     return true;
   }
   return absl::ParseDuration(text, out) && *out > absl::ZeroDuration();
+}
+
+// Health checks run over gRPC channels of their own. Towards TLS backends those need the
+// route's backend TLS files as gRPC credentials, read once, at start: a channel's credentials do
+// not follow the files as the proxy's own connections do, so after a rotation its checks could
+// fail and take every backend out. So they are off for TLS routes unless the route's config
+// turns them on ("health_check": {"enabled": true}).
+absl::Status UseBackendTlsForHealthChecks(proxy::RouteConfig& route, const ProxyFlags& flags) {
+  if (!route.balancer.health_check.enabled) return absl::OkStatus();
+  const bool tls = route.backend_tls == proxy::RouteConfig::BackendTls::kFiles ||
+                   (route.backend_tls == proxy::RouteConfig::BackendTls::kInherit &&
+                    !flags.backend_tls_ca.empty());
+  if (tls && !route.health_check_enabled_set) {
+    route.balancer.health_check.enabled = false;
+    LogInfo("sluice proxy: ", route.service.empty() ? std::string("the default route") : route.service,
+            ": backends use TLS, so health checks are off unless the route's config sets "
+            "\"health_check\": {\"enabled\": true}");
+    return absl::OkStatus();
+  }
+  proxy::BackendTlsFiles files;
+  switch (route.backend_tls) {
+    case proxy::RouteConfig::BackendTls::kOff:
+      return absl::OkStatus();
+    case proxy::RouteConfig::BackendTls::kInherit:
+      if (flags.backend_tls_ca.empty()) return absl::OkStatus();
+      files = {flags.backend_tls_ca, flags.backend_tls_cert, flags.backend_tls_key, ""};
+      break;
+    case proxy::RouteConfig::BackendTls::kFiles:
+      files = route.backend_tls_files;
+      break;
+  }
+  std::string pem[3];
+  const std::string* paths[3] = {&files.ca, &files.cert, &files.key};
+  for (int i = 0; i < 3; ++i) {
+    if (paths[i]->empty()) continue;
+    std::ifstream in(*paths[i]);
+    if (!in) return absl::InvalidArgumentError("cannot read " + *paths[i]);
+    std::stringstream text;
+    text << in.rdbuf();
+    pem[i] = text.str();
+  }
+  route.balancer.make_credentials = [ca = pem[0], cert = pem[1], key = pem[2]] {
+    grpc_ssl_pem_key_cert_pair pair{key.c_str(), cert.c_str()};
+    return grpc_ssl_credentials_create(ca.c_str(), cert.empty() ? nullptr : &pair, nullptr,
+                                       nullptr);
+  };
+  return absl::OkStatus();
 }
 
 int RunProxy(const ProxyFlags& flags) {
@@ -94,7 +145,10 @@ int RunProxy(const ProxyFlags& flags) {
   balancer_options.discovery.etcd_username = etcd_access.username;
   balancer_options.discovery.etcd_password = etcd_access.password;
   balancer_options.discovery.etcd_tls = etcd_access.tls;
-  // The proxy carries calls on its own HTTP/2 connections; the balancer only picks.
+  balancer_options.health_check.service = flags.health_check_service;
+  balancer_options.health_check.enabled = !flags.no_health_check;
+  // The proxy carries calls on its own HTTP/2 connections; the balancer only picks (and opens
+  // a gRPC channel per endpoint for its health checks only).
   balancer_options.manage_channels = false;
   balancer_options.fail_fast = true;
 
@@ -161,6 +215,11 @@ int RunProxy(const ProxyFlags& flags) {
     routes.push_back({"", balancer_options});  // the default route
   }
   if (routes.empty()) return UsageError("give --target (or --config FILE)");
+  for (proxy::RouteConfig& route : routes) {
+    if (absl::Status s = UseBackendTlsForHealthChecks(route, flags); !s.ok()) {
+      return UsageError(std::string(s.message()));
+    }
+  }
   auto router = proxy::Router::Create(std::move(routes));
   if (!router.ok()) return UsageError(std::string(router.status().message()));
   if (auto files = RaiseOpenFilesLimit(); files.ok()) {
@@ -285,6 +344,12 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--drain-timeout", flags->drain_timeout,
                   "On SIGTERM/SIGINT, wait at most this long for calls in flight")
       ->capture_default_str();
+  cmd->add_option("--health-check-service", flags->health_check_service,
+                  "The service name asked about in each backend's grpc.health.v1 checks "
+                  "(\"\": the whole server); NOT_SERVING backends are not picked")
+      ->capture_default_str();
+  cmd->add_flag("--no-health-check", flags->no_health_check,
+                "Do not check backends' grpc.health.v1 (every connected backend is pickable)");
   cmd->add_option("--pick-wait,--startup-wait", flags->pick_wait,
                   "With no endpoint to pick (none found yet, or all gone or ejected), a call "
                   "waits for one until its deadline, at most this long")

@@ -13,6 +13,7 @@
 #include "sluice/balancer/builtin_policies.h"
 #include "sluice/balancer/endpoint_manager.h"
 #include "sluice/client/channel_watcher.h"
+#include "sluice/client/health_readiness.h"
 #include "sluice/client/progress_poller.h"
 #include "sluice/client/work_serializer.h"
 #include "sluice/core/grpc_util.h"
@@ -102,6 +103,15 @@ class Balancer::Impl final : public ReadinessReporter {
     } else if (options_.transport_watcher != nullptr) {
       watchers_.push_back(options_.transport_watcher.get());
     }
+    if (options_.health_check.enabled) {
+      health_watcher_ = std::make_unique<HealthReadinessWatcher>(
+          options_.health_check, [this](const EndpointHandle& endpoint) {
+            const auto& backend = static_cast<const Backend&>(endpoint);
+            return backend.channel() != nullptr ? backend.channel()
+                                                : MakeChannel(endpoint.address()).first;
+          });
+      watchers_.push_back(health_watcher_.get());
+    }
     for (const auto& watcher : options_.readiness_watchers) watchers_.push_back(watcher.get());
     serializer_ =
         std::make_unique<WorkSerializer>(absl::Milliseconds(50), [this] { endpoints_.OnTick(); });
@@ -118,7 +128,8 @@ class Balancer::Impl final : public ReadinessReporter {
     discovery_->Stop();
     serializer_->Post([this] { endpoints_.Clear("the balancer is shutting down"); });
     serializer_->Shutdown();
-    // Its last watches may still report: the serializer must outlive it (later Posts drop).
+    // Their last watches may still report: the serializer must outlive them (later Posts drop).
+    health_watcher_.reset();
     channel_watcher_.reset();
   }
 
@@ -182,6 +193,11 @@ class Balancer::Impl final : public ReadinessReporter {
       info.failures = view.endpoint->stats().failures();
       info.weight = view.endpoint->endpoint().weight;
       info.ejections = view.ejections;
+      if (health_watcher_ != nullptr) {
+        if (auto health = health_watcher_->StateOf(info.address)) {
+          info.health = std::string(health::HealthStateName(*health));
+        }
+      }
       result.push_back(std::move(info));
     }
     return result;
@@ -270,6 +286,7 @@ class Balancer::Impl final : public ReadinessReporter {
   EndpointManager endpoints_;
   std::unique_ptr<discovery::Discovery> discovery_;
   std::unique_ptr<ChannelConnectivityWatcher> channel_watcher_;
+  std::unique_ptr<HealthReadinessWatcher> health_watcher_;
   std::vector<ReadinessWatcher*> watchers_;
   std::unique_ptr<WorkSerializer> serializer_;
 };
@@ -287,6 +304,10 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions optio
   auto policy = registry->Configure(options.policy, options.policy_config);
   if (!policy.ok()) return policy.status();
   if (absl::Status retry = ValidateRetryPolicy(options.retry); !retry.ok()) return retry;
+  if (absl::Status health = health::ValidateHealthCheckOptions(options.health_check);
+      !health.ok()) {
+    return health;
+  }
   if (options.outlier_detection.consecutive_failures < 1) {
     return absl::InvalidArgumentError(
         "outlier_detection: 'consecutive_failures' must be at least 1");

@@ -28,6 +28,7 @@
 #include "sluice/core/clock.h"
 #include "sluice/core/endpoint.h"
 #include "sluice/discovery/discovery.h"
+#include "sluice/health/health_watcher.h"
 
 namespace sluice::client {
 
@@ -66,6 +67,13 @@ struct BalancerOptions {
   // Watches every endpoint and reports through the balancer; an endpoint is pickable only when
   // all of them agree (balancer/readiness.h).
   std::vector<std::shared_ptr<ReadinessWatcher>> readiness_watchers;
+  // grpc.health.v1 checks of every endpoint, on by default: one Watch stream per endpoint
+  // (Check polling where Watch is UNIMPLEMENTED) over the endpoint's own channel, or over a
+  // channel made for the checks (make_credentials, channel_args) when the balancer opens none.
+  // NOT_SERVING, SERVICE_UNKNOWN and not-yet-answered endpoints are not picked; a backend
+  // without a health service counts as healthy. `service` names what is asked about ("": the
+  // whole server); `enabled = false` turns checks off.
+  health::HealthCheckOptions health_check;
   discovery::DiscoveryOptions discovery;
   // The policies to choose from; null: the built-in ones.
   const PolicyRegistry* policies = nullptr;
@@ -124,6 +132,9 @@ struct BackendInfo {
   std::string address;
   // "ready", "connecting", "idle", "transient_failure", "not_serving", "ejected"
   std::string state;
+  // What its grpc.health.v1 service last said (health::HealthStateName): "serving",
+  // "not_serving", "pending", "no_health_service", ...; "not_checked" with checks off.
+  std::string health = "not_checked";
   int64_t in_flight = 0;
   uint64_t calls = 0;
   uint64_t failures = 0;

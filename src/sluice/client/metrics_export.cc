@@ -65,6 +65,12 @@ std::string MetricsExport::RenderPrometheus() const {
     absl::StrAppend(&out, "sluice_client_endpoint_up{endpoint=\"", b.address, "\",state=\"",
                     b.state, "\"} ", b.state == "ready" ? 1 : 0, "\n");
   }
+  AppendPrometheusHeader(out, "sluice_client_endpoint_health", "gauge",
+                         "1, labelled with what the endpoint's grpc.health.v1 service last said.");
+  for (const auto& b : backends) {
+    absl::StrAppend(&out, "sluice_client_endpoint_health{endpoint=\"", b.address, "\",health=\"",
+                    b.health, "\"} 1\n");
+  }
   AppendPrometheusHeader(out, "sluice_client_ready_endpoints", "gauge",
                          "Endpoints ready to be picked.");
   absl::StrAppend(&out, "sluice_client_ready_endpoints{service=\"", service, "\"} ",

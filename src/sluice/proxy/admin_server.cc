@@ -49,6 +49,7 @@ HttpResponse AdminServer::Handle(const std::string& path) const {
         list.push_back({{"address", b.address},
                         {"route", RouteName(service)},
                         {"state", b.state},
+                        {"health", b.health},
                         {"in_flight", b.in_flight},
                         {"calls", b.calls},
                         {"failures", b.failures},
@@ -76,7 +77,8 @@ std::string AdminServer::DashboardJson() const {
                       {"ready", balancer->ReadyCount()}});
     for (const auto& b : balancer->Backends()) {
       nlohmann::json backend = {{"address", b.address}, {"route", RouteName(service)},
-                                {"state", b.state},     {"in_flight", b.in_flight},
+                                {"state", b.state},     {"health", b.health},
+                                {"in_flight", b.in_flight},
                                 {"weight", b.weight},   {"ejections", b.ejections}};
       if (auto it = call_metrics.find(b.address); it != call_metrics.end()) {
         backend.update(it->second->ToJson());

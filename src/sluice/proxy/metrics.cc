@@ -74,6 +74,12 @@ std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo
     absl::StrAppend(&out, "sluice_proxy_backend_ejections{backend=\"", b.address, "\"} ",
                     b.ejections, "\n");
   }
+  AppendPrometheusHeader(out, "sluice_proxy_backend_health", "gauge",
+                         "1, labelled with what the backend's grpc.health.v1 service last said.");
+  for (const auto& b : backends) {
+    absl::StrAppend(&out, "sluice_proxy_backend_health{backend=\"", b.address, "\",health=\"",
+                    b.health, "\"} 1\n");
+  }
   AppendPrometheusHeader(out, "sluice_proxy_backend_up", "gauge",
                          "1 if the backend can be picked.");
   for (const auto& b : backends) {

@@ -127,6 +127,25 @@ absl::StatusOr<RouteConfig> ParseRoute(const nlohmann::json& j, const std::strin
         return RouteError(file, where, "\"retry_budget_min\" must be a whole number >= 0");
       }
       route.balancer.retry.budget_min = value.get<int>();
+    } else if (key == "health_check") {
+      // {"service": "name", "enabled": false}: the grpc.health.v1 checks of this route's backends.
+      if (!value.is_object()) {
+        return RouteError(file, where,
+                          "\"health_check\" must be an object such as {\"service\": \"name\"}");
+      }
+      for (const auto& [field, setting] : value.items()) {
+        if (field == "service" && setting.is_string()) {
+          route.balancer.health_check.service = setting.get<std::string>();
+        } else if (field == "enabled" && setting.is_boolean()) {
+          route.balancer.health_check.enabled = setting.get<bool>();
+          route.health_check_enabled_set = true;
+        } else {
+          return RouteError(file, where,
+                            absl::StrCat("\"health_check\": \"", field,
+                                         "\" is not a field it takes; \"service\" (a string) "
+                                         "and \"enabled\" (true or false) are"));
+        }
+      }
     } else if (key == "tls") {
       absl::Status tls = ParseRouteTls(value, file, where, route);
       if (!tls.ok()) return tls;

@@ -23,6 +23,8 @@ struct RouteConfig {
   enum class BackendTls { kInherit, kOff, kFiles };
   BackendTls backend_tls = BackendTls::kInherit;
   BackendTlsFiles backend_tls_files;
+  // Whether the config's "health_check" set "enabled" (else the flags' choice stands).
+  bool health_check_enabled_set = false;
 };
 
 // Parses a --config file (JSON):
@@ -31,7 +33,8 @@ struct RouteConfig {
 //                "idempotent": ["/helloworld.Greeter/SayHello"], "max_attempts": 3,
 //                "attempt_timeout": "200ms", "retry_budget_ratio": 0.2,
 //                "retry_budget_min": 10,
-//                "tls": {"ca": "ca.pem", "cert": "proxy.pem", "key": "proxy.key"} or false},
+//                "tls": {"ca": "ca.pem", "cert": "proxy.pem", "key": "proxy.key"} or false,
+//                "health_check": {"service": "name", "enabled": true}},
 //               ...],
 //    "default": {"target": "...", ...}}
 // Errors name the file, the line and column for syntax errors, and the route and field for

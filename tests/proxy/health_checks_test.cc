@@ -1,0 +1,107 @@
+// grpc.health.v1 checks in `sluice proxy`: a backend that says NOT_SERVING stops getting calls
+// within 100 ms and gets them again once SERVING; /backends and /metrics show its health.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "greeter_backend.h"
+#include "helloworld.grpc.pb.h"
+#include "proxy_process.h"
+
+namespace sluice {
+namespace {
+
+using testing::GreeterBackend;
+using testing::ProxyProcess;
+
+TEST(ProxyHealthCheckTest, ANotServingBackendStopsGettingCallsWithin100msAndComesBack) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12", "127.0.0.13"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backends.push_back(std::move(*backend));
+  }
+  auto proxy = ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
+                                                backends[1]->address(), ",",
+                                                backends[2]->address()),
+                                   {"--policy", "round_robin"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  HelloReply first;
+  ASSERT_TRUE(testing::SayHelloUntilAnswered(*stub, &first).ok());
+
+  struct Answer {
+    absl::Time started;
+    std::string backend;
+  };
+  std::mutex mu;
+  std::vector<Answer> answers;
+  int failed = 0;
+  std::atomic<bool> stop{false};
+  std::thread caller([&] {
+    while (!stop.load()) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      HelloRequest request;
+      request.set_name("health");
+      HelloReply reply;
+      const absl::Time started = absl::Now();
+      const grpc::Status status = stub->SayHello(&context, request, &reply);
+      std::lock_guard<std::mutex> lock(mu);
+      if (!status.ok()) {
+        ++failed;
+        continue;
+      }
+      const size_t at = reply.message().rfind("I am ");
+      answers.push_back({started, reply.message().substr(at + 5)});
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time flipped = absl::Now();
+  backends[1]->set_serving(false);
+  absl::SleepFor(absl::Milliseconds(600));
+  const std::string listing = (*proxy)->Get("/backends").second;
+  const std::string metrics = (*proxy)->Get("/metrics").second;
+  const absl::Time restored = absl::Now();
+  backends[1]->set_serving(true);
+  absl::SleepFor(absl::Milliseconds(600));
+  stop.store(true);
+  caller.join();
+
+  EXPECT_TRUE(absl::StrContains(listing, "\"not_serving\"")) << listing;
+  EXPECT_TRUE(absl::StrContains(
+      metrics, absl::StrCat("sluice_proxy_backend_health{backend=\"", backends[1]->address(),
+                            "\",health=\"not_serving\"} 1")))
+      << metrics;
+  EXPECT_EQ(failed, 0);
+  int before = 0, during = 0, after = 0;
+  absl::Time last_during = absl::InfinitePast();
+  for (const Answer& answer : answers) {
+    if (answer.backend != backends[1]->address()) continue;
+    if (answer.started < flipped) {
+      ++before;
+    } else if (answer.started < restored) {
+      ++during;
+      last_during = std::max(last_during, answer.started);
+    } else {
+      ++after;
+    }
+  }
+  std::printf("NOT_SERVING at t0: %d calls to it started after t0, the last %s after t0\n", during,
+              during > 0 ? absl::FormatDuration(last_during - flipped).c_str() : "-");
+  EXPECT_GT(before, 10);
+  if (during > 0) {
+    EXPECT_LT(last_during - flipped, absl::Milliseconds(100));
+  }
+  EXPECT_GT(after, 10) << "back in the rotation once SERVING again";
+}
+
+}  // namespace
+}  // namespace sluice
