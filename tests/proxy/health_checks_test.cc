@@ -13,6 +13,8 @@
 #include "absl/time/clock.h"
 #include "greeter_backend.h"
 #include "helloworld.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "process.h"
 #include "proxy_process.h"
 
 namespace sluice {
@@ -101,6 +103,62 @@ TEST(ProxyHealthCheckTest, ANotServingBackendStopsGettingCallsWithin100msAndCome
     EXPECT_LT(last_during - flipped, absl::Milliseconds(100));
   }
   EXPECT_GT(after, 10) << "back in the rotation once SERVING again";
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus Check(grpc::health::v1::Health::Stub& stub,
+                                                          const std::string& service,
+                                                          grpc::StatusCode* code) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  *code = stub.Check(&context, request, &response).error_code();
+  return response.status();
+}
+
+TEST(ProxyHealthServiceTest, AnswersLivenessAndReadinessItselfForProbes) {
+  auto backend = GreeterBackend::Start("127.0.0.11");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  const int health_port = testing::FreePort();
+  auto proxy = ProxyProcess::Start(
+      absl::StrCat("static://", (*backend)->address()),
+      {"--health-listen", absl::StrCat("127.0.0.1:", health_port), "--pick-wait", "100ms"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", health_port), grpc::InsecureChannelCredentials()));
+  using grpc::health::v1::HealthCheckResponse;
+  grpc::StatusCode code = grpc::StatusCode::UNKNOWN;
+  EXPECT_EQ(Check(*stub, "", &code), HealthCheckResponse::SERVING);
+  EXPECT_EQ(code, grpc::StatusCode::OK);
+  auto ready_is = [&](HealthCheckResponse::ServingStatus want) {
+    const absl::Time until = absl::Now() + absl::Seconds(5);
+    while (absl::Now() < until) {
+      if (Check(*stub, "sluice.proxy.ready", &code) == want && code == grpc::StatusCode::OK) {
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  };
+  EXPECT_TRUE(ready_is(HealthCheckResponse::SERVING));
+  Check(*stub, "no.such.Service", &code);
+  EXPECT_EQ(code, grpc::StatusCode::NOT_FOUND);
+
+  // The only backend says NOT_SERVING: the proxy is not ready, and still alive.
+  (*backend)->set_serving(false);
+  EXPECT_TRUE(ready_is(HealthCheckResponse::NOT_SERVING));
+  EXPECT_EQ(Check(*stub, "", &code), HealthCheckResponse::SERVING);
+}
+
+TEST(ProxyHealthServiceTest, RefusesAHealthAddressAnotherProcessHolds) {
+  auto backend = GreeterBackend::Start("127.0.0.11");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  // The backend's own address is taken (and has no SO_REUSEPORT to share).
+  auto proxy = ProxyProcess::Start(absl::StrCat("static://", (*backend)->address()),
+                                   {"--health-listen", (*backend)->address()});
+  ASSERT_FALSE(proxy.ok());
+  EXPECT_TRUE(absl::StrContains(proxy.status().message(), "--health-listen")) << proxy.status();
 }
 
 }  // namespace

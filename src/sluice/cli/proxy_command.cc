@@ -21,6 +21,7 @@
 #include "sluice/core/open_files.h"
 #include "sluice/core/signals.h"
 #include "sluice/proxy/admin_server.h"
+#include "sluice/proxy/health_server.h"
 #include "sluice/proxy/proxy.h"
 #include "sluice/proxy/router.h"
 
@@ -56,6 +57,7 @@ struct ProxyFlags {
   std::string drain_timeout = "30s";
   std::string pick_wait = "5s";
   std::string health_check_service;
+  std::string health_listen;
   bool no_health_check = false;
   EtcdFlags etcd;  // credentials only: the members are in the etcd:// targets
 };
@@ -238,6 +240,17 @@ int RunProxy(const ProxyFlags& flags) {
     LogError("sluice proxy: ", proxy.status().message());
     return kExitFailure;
   }
+  std::unique_ptr<proxy::HealthServer> health;
+  if (!flags.health_listen.empty()) {
+    auto started = proxy::HealthServer::Start(flags.health_listen, router->get());
+    if (!started.ok()) {
+      LogError("sluice proxy: ", started.status().message());
+      return kExitFailure;
+    }
+    health = std::move(*started);
+    LogInfo("sluice proxy: grpc.health.v1 on port ", health->port(), " (service \"\": live; \"",
+            proxy::HealthServer::kReadinessService, "\": ready)");
+  }
   std::unique_ptr<proxy::AdminServer> admin;
   if (!flags.admin.empty()) {
     std::string where = flags.admin;
@@ -259,6 +272,7 @@ int RunProxy(const ProxyFlags& flags) {
             " -> ", balancer->options().target, " (policy ", balancer->options().policy, ")");
   }
   const int signo = WaitForTerminationSignal();
+  if (health != nullptr) health->SetDraining();
   LogInfo("sluice proxy: signal ", signo, ", draining calls in flight (at most ",
           absl::FormatDuration(drain), ")");
   (*proxy)->Shutdown(drain);
@@ -348,6 +362,9 @@ CommandRunner AddProxyCommand(CLI::App& app) {
                   "The service name asked about in each backend's grpc.health.v1 checks "
                   "(\"\": the whole server); NOT_SERVING backends are not picked")
       ->capture_default_str();
+  cmd->add_option("--health-listen", flags->health_listen,
+                  "IP:PORT where the proxy answers grpc.health.v1 itself (Kubernetes gRPC "
+                  "probes): service \"\" is liveness, \"sluice.proxy.ready\" readiness");
   cmd->add_flag("--no-health-check", flags->no_health_check,
                 "Do not check backends' grpc.health.v1 (every connected backend is pickable)");
   cmd->add_option("--pick-wait,--startup-wait", flags->pick_wait,
