@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "greeter_backend.h"
+#include "process.h"
 #include "helloworld.grpc.pb.h"
 #include "sluice/client/balancer.h"
 #include "sluice/client/call.h"
@@ -185,6 +186,49 @@ TEST(HealthCheckTest, ABackendNotServingFromTheStartIsNeverPickedAndBadOptionsAr
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("poll_interval"), std::string::npos)
       << refused.status();
+}
+
+// Load reports end to end: two real greeter_server processes attach ORCA reports to every answer
+// (one 90% busy, one 10%); the library reads them at each call's end and weighted_round_robin
+// weighs the backends by them (gRFC A58: qps / utilization).
+TEST(LoadReportTest, WeightedRoundRobinSteersAwayFromABackendReportingHighUtilization) {
+  std::vector<testing::ChildProcess> servers;
+  std::vector<std::string> addresses;
+  const char* utilization[] = {"0.9", "0.1"};
+  for (int i = 0; i < 2; ++i) {
+    const std::string ip = absl::StrCat("127.0.0.", 11 + i);
+    const int port = testing::FreePort();
+    addresses.push_back(absl::StrCat(ip, ":", port));
+    auto child = testing::ChildProcess::Start(
+        {testing::BuiltBinary("bin/greeter_server"), "--ip", ip, "--port", std::to_string(port),
+         "--utilization", utilization[i]},
+        {}, absl::StrCat(::testing::TempDir(), "orca-greeter-", ip, ".log"));
+    ASSERT_TRUE(child.ok()) << child.status();
+    servers.push_back(std::move(*child));
+  }
+  client::BalancerOptions options;
+  options.target = "static://" + absl::StrJoin(addresses, ",");
+  options.policy = "weighted_round_robin";
+  options.policy_config = {{"blackout_period", "100ms"}, {"weight_update_period", "100ms"}};
+  auto balancer = client::Balancer::Create(options);
+  ASSERT_TRUE(balancer.ok()) << balancer.status();
+  ASSERT_TRUE((*balancer)->WaitForReady(2, absl::Seconds(10)));
+  SteadyCaller caller(**balancer);
+  absl::SleepFor(absl::Milliseconds(1500));
+  const absl::Time settled = absl::Now();
+  absl::SleepFor(absl::Milliseconds(700));
+  caller.Stop();
+  EXPECT_EQ(caller.failed(), 0);
+  int busy = 0, idle = 0;
+  for (const Answer& answer : caller.answers()) {
+    if (answer.started < settled) continue;
+    busy += answer.backend == addresses[0];
+    idle += answer.backend == addresses[1];
+  }
+  std::printf("after the reports settled: 90%%-busy backend %d calls, 10%%-busy %d\n", busy, idle);
+  EXPECT_GT(idle, 0);
+  // Equal weights would split the calls evenly; reported load makes it at least 3:1.
+  EXPECT_GT(idle, 3 * busy);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -115,6 +116,47 @@ grpc::health::v1::HealthCheckResponse::ServingStatus Check(grpc::health::v1::Hea
   grpc::health::v1::HealthCheckResponse response;
   *code = stub.Check(&context, request, &response).error_code();
   return response.status();
+}
+
+// Load reports through the proxy: two real greeter_server processes attach ORCA reports (one 90%
+// busy, one 10%) that the proxy reads from the trailers it forwards.
+TEST(ProxyLoadReportTest, WeightedRoundRobinSteersAwayFromABackendReportingHighUtilization) {
+  std::vector<testing::ChildProcess> servers;
+  std::vector<std::string> addresses;
+  const char* utilization[] = {"0.9", "0.1"};
+  for (int i = 0; i < 2; ++i) {
+    const std::string ip = absl::StrCat("127.0.0.", 11 + i);
+    const int port = testing::FreePort();
+    addresses.push_back(absl::StrCat(ip, ":", port));
+    auto child = testing::ChildProcess::Start(
+        {testing::BuiltBinary("bin/greeter_server"), "--ip", ip, "--port", std::to_string(port),
+         "--utilization", utilization[i]},
+        {}, absl::StrCat(::testing::TempDir(), "proxy-orca-greeter-", ip, ".log"));
+    ASSERT_TRUE(child.ok()) << child.status();
+    servers.push_back(std::move(*child));
+  }
+  auto proxy = ProxyProcess::Start(
+      absl::StrCat("static://", addresses[0], ",", addresses[1]),
+      {"--policy", "weighted_round_robin", "--policy-config",
+       R"({"blackout_period": "100ms", "weight_update_period": "100ms"})"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  HelloReply first;
+  ASSERT_TRUE(testing::SayHelloUntilAnswered(*stub, &first).ok());
+  std::map<std::string, int> late;
+  const absl::Time start = absl::Now();
+  while (absl::Now() - start < absl::Milliseconds(2200)) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    HelloRequest request;
+    HelloReply reply;
+    const bool settled = absl::Now() - start > absl::Milliseconds(1500);
+    ASSERT_TRUE(stub->SayHello(&context, request, &reply).ok());
+    if (settled) ++late[reply.message().substr(reply.message().rfind("I am ") + 5)];
+  }
+  std::printf("through the proxy, after the reports settled: 90%%-busy %d calls, 10%%-busy %d\n",
+              late[addresses[0]], late[addresses[1]]);
+  EXPECT_GT(late[addresses[1]], 3 * late[addresses[0]]);
 }
 
 TEST(ProxyHealthServiceTest, AnswersLivenessAndReadinessItselfForProbes) {

@@ -12,6 +12,7 @@
 #include "sluice/balancer/retry_state.h"
 #include "sluice/client/balancer.h"
 #include "sluice/core/grpc_util.h"
+#include "sluice/health/load_report.h"
 
 namespace sluice::client {
 namespace {
@@ -52,12 +53,17 @@ absl::Time BeginAttempt(Balancer& balancer, const CallOptions& options, RetrySta
   return started;
 }
 
-// Reports one attempt's outcome to its backend and decides what follows. `status` becomes the
-// status the call ends with when it gives up.
+// Reports one attempt's outcome to its backend (and the load report in its trailers, when the
+// backend sent one) and decides what follows. `status` becomes the status the call ends with
+// when it gives up.
 RetryDecision EndAttempt(Balancer& balancer, RetryState& retry, Backend& backend,
-                         absl::Time started, grpc::Status& status) {
+                         const grpc::ClientContext& context, absl::Time started,
+                         grpc::Status& status) {
   const AttemptEnd end = EndOf(status, retry);
   const absl::Time now = balancer.clock().Now();
+  if (auto report = health::FindLoadReportTrailer(context.GetServerTrailingMetadata())) {
+    health::RecordLoadReport(*report, backend.stats(), now);
+  }
   // A stalled backend failed the attempt: outlier detection should see that.
   balancer.OnCallFinished(
       backend, end == AttemptEnd::kTimedOut ? grpc::StatusCode::UNAVAILABLE : status.error_code(),
@@ -88,7 +94,7 @@ grpc::Status Balancer::Call(const CallOptions& options, const Attempt& attempt) 
     grpc::ClientContext context;
     const absl::Time started = BeginAttempt(*this, options, retry, backend, context);
     status = attempt(backend, &context);
-    const RetryDecision decision = EndAttempt(*this, retry, backend, started, status);
+    const RetryDecision decision = EndAttempt(*this, retry, backend, context, started, status);
     if (!decision.retry()) break;
     if (decision.verdict == RetryDecision::Verdict::kRetryLater) {
       absl::SleepFor(decision.retry_at - clock().Now());
@@ -153,7 +159,8 @@ struct AsyncCall {
   }
 
   void OnAttemptDone(grpc::Status status) {
-    const RetryDecision decision = EndAttempt(balancer, retry, *backend, attempt_started, status);
+    const RetryDecision decision =
+        EndAttempt(balancer, retry, *backend, *context, attempt_started, status);
     if (!decision.retry()) {
       Finish(std::move(status));
       return;

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "sluice/balancer/hash.h"
 #include "sluice/core/log.h"
+#include "sluice/health/load_report.h"
 #include "sluice/proxy/grpc_util.h"
 #include "sluice/proxy/router.h"
 
@@ -401,7 +403,25 @@ void Call::OnResponseHeadersDone(bool end_stream) {
 
 void Call::OnResponseTrailers() {
   resp_trailers_.swap(resp_pending_);
+  if (backend_ != nullptr) {
+    if (const std::optional<absl::string_view> report =
+            resp_trailers_.Find(health::kLoadReportTrailer)) {
+      RecordLoadReport(*report);
+    }
+  }
   OnResponseEnd();
+}
+
+void Call::RecordLoadReport(absl::string_view base64_value) {
+  // -bin metadata travels base64-encoded in HTTP/2 (gRPC sends it unpadded); the trailer goes to
+  // the client unchanged, this copy only feeds the backend's stats (weighted_round_robin).
+  std::string bytes;
+  if (!absl::Base64Unescape(base64_value, &bytes)) {
+    LogDebug("sluice proxy: ", backend_->address(), " sent a ", health::kLoadReportTrailer,
+             " trailer that is not base64; ignored");
+    return;
+  }
+  health::RecordLoadReport(bytes, backend_->stats(), host_->Now());
 }
 
 void Call::OnResponseEnd() {

@@ -190,6 +190,8 @@ class Call {
   void RetryOrFail(grpc::StatusCode code, const std::string& message, AttemptEnd end);
   // The retry half of RetryOrFail: true if another attempt is scheduled.
   bool TryRetry(grpc::StatusCode code, const std::string& message, AttemptEnd end);
+  // Feeds a backend's ORCA load report (its trailer's value) into its stats.
+  void RecordLoadReport(absl::string_view base64_value);
   void OnAttemptTimeout();
   void OnDeadline();
   // Ends the call towards the client with a gRPC status (trailers-only if nothing was sent).
