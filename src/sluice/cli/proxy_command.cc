@@ -58,6 +58,7 @@ struct ProxyFlags {
   std::string pick_wait = "5s";
   std::string health_check_service;
   std::string health_listen;
+  int64_t max_connections = 0;
   bool no_health_check = false;
   EtcdFlags etcd;  // credentials only: the members are in the etcd:// targets
 };
@@ -157,6 +158,8 @@ int RunProxy(const ProxyFlags& flags) {
   proxy::ProxyOptions options;
   options.listen = flags.listen;
   options.workers = flags.workers;
+  if (flags.max_connections < 0) return UsageError("--max-connections must be 0 (no cap) or more");
+  options.max_connections = flags.max_connections;
   options.max_concurrent_streams = flags.max_concurrent_streams;
   options.stream_window = flags.stream_window;
   options.connection_window = flags.connection_window;
@@ -361,6 +364,10 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--health-check-service", flags->health_check_service,
                   "The service name asked about in each backend's grpc.health.v1 checks "
                   "(\"\": the whole server); NOT_SERVING backends are not picked")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", flags->max_connections,
+                  "Client connections open at once (all workers); more are closed at once and "
+                  "counted. 0: bounded only by the open-files limit")
       ->capture_default_str();
   cmd->add_option("--health-listen", flags->health_listen,
                   "IP:PORT where the proxy answers grpc.health.v1 itself (Kubernetes gRPC "

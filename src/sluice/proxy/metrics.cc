@@ -33,6 +33,9 @@ std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo
         downstream_connections.load(r));
   counter("sluice_proxy_downstream_connections_total", "Client connections accepted.",
           downstream_connections_total.load(r));
+  counter("sluice_proxy_connections_refused_total",
+          "Client connections closed at once because --max-connections were open.",
+          connections_refused_total.load(r));
   gauge("sluice_proxy_upstream_connections", "Backend connections open.",
         upstream_connections.load(r));
   counter("sluice_proxy_upstream_connect_failures_total", "Backend connections that failed.",

@@ -26,6 +26,10 @@ struct ProxyOptions {
   std::string listen = "127.0.0.1:30051";
   // Event-loop threads; each has its own listener (SO_REUSEPORT) and backend connections.
   int workers = 1;
+  // Client connections open at once, all workers together; more are accepted and closed at
+  // once (counted in sluice_proxy_connections_refused_total). 0: no cap but the open-files
+  // limit.
+  int64_t max_connections = 0;
   // SETTINGS_MAX_CONCURRENT_STREAMS announced to each client.
   uint32_t max_concurrent_streams = 1000;
   // Flow-control window per stream, both sides: the most message bytes the proxy holds for one

@@ -1,5 +1,7 @@
 #include "sluice/proxy/worker.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -80,6 +82,21 @@ void Worker::StartShutdown(absl::Time deadline) {
 }
 
 void Worker::Accept(int fd, std::string peer) {
+  // --max-connections, for all workers together (the gauge is shared). Accepted and closed at
+  // once rather than left in the kernel's backlog: the client learns at once and retries (a
+  // gRPC client reconnects with backoff, maybe to another replica), and the refusal is counted.
+  const int64_t cap = env_.options->max_connections;
+  if (cap > 0 && env_.metrics->downstream_connections.load(std::memory_order_relaxed) >= cap) {
+    const uint64_t refused =
+        env_.metrics->connections_refused_total.fetch_add(1, std::memory_order_relaxed);
+    if ((refused & (refused - 1)) == 0) {  // the 1st, 2nd, 4th, 8th, ...: a flood logs little
+      LogWarning("sluice proxy: refused the connection from ", peer, ": ", cap,
+                 " client connections are open (--max-connections); ", refused + 1,
+                 " refused so far");
+    }
+    close(fd);
+    return;
+  }
   auto session = std::make_unique<ClientSession>(&env_, fd, std::move(peer), this);
   ClientSession* raw = session.get();
   clients_.emplace(raw, std::move(session));
