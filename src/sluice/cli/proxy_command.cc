@@ -59,6 +59,8 @@ struct ProxyFlags {
   std::string health_check_service;
   std::string health_listen;
   int64_t max_connections = 0;
+  std::string access_log;
+  double access_log_sample = 1;
   bool no_health_check = false;
   EtcdFlags etcd;  // credentials only: the members are in the etcd:// targets
 };
@@ -160,6 +162,8 @@ int RunProxy(const ProxyFlags& flags) {
   options.workers = flags.workers;
   if (flags.max_connections < 0) return UsageError("--max-connections must be 0 (no cap) or more");
   options.max_connections = flags.max_connections;
+  options.access_log = flags.access_log;
+  options.access_log_sample = flags.access_log_sample;
   options.max_concurrent_streams = flags.max_concurrent_streams;
   options.stream_window = flags.stream_window;
   options.connection_window = flags.connection_window;
@@ -368,6 +372,13 @@ CommandRunner AddProxyCommand(CLI::App& app) {
   cmd->add_option("--max-connections", flags->max_connections,
                   "Client connections open at once (all workers); more are closed at once and "
                   "counted. 0: bounded only by the open-files limit")
+      ->capture_default_str();
+  cmd->add_option("--access-log", flags->access_log,
+                  "Write one JSON line per call to this file (appended), or - for standard "
+                  "output; written off the data path, dropped and counted if the writer falls "
+                  "behind");
+  cmd->add_option("--access-log-sample", flags->access_log_sample,
+                  "The share of calls the access log records, more than 0 and at most 1")
       ->capture_default_str();
   cmd->add_option("--health-listen", flags->health_listen,
                   "IP:PORT where the proxy answers grpc.health.v1 itself (Kubernetes gRPC "

@@ -33,6 +33,9 @@ void Call::Begin(CallHost* host, uint64_t id, ClientSide* client, int32_t stream
   host_ = host;
   metrics_ = &host->metrics();
   id_ = id;
+  begun_ = host->Now();
+  outcome_ = grpc::StatusCode::UNKNOWN;
+  resp_bytes_ = 0;
   phase_ = CallPhase::kReceivingHeaders;
   attempt_ = AttemptState::kNone;
   response_ = ResponseState::kNotStarted;
@@ -253,6 +256,7 @@ void Call::OnAttemptTimeout() {
 void Call::FinishAttempt(grpc::StatusCode code) {
   if (attempt_ == AttemptState::kNone) return;
   attempt_ = AttemptState::kNone;
+  outcome_ = code;
   CancelTimer(&attempt_timer_);
   const absl::Duration latency = host_->Now() - attempt_start_;
   balancer_->OnCallFinished(*backend_, code, latency);
@@ -307,6 +311,7 @@ void Call::RespondError(grpc::StatusCode code, const std::string& message,
                         bool keep_buffered_response) {
   DetachBackend(NGHTTP2_CANCEL);
   FinishAttempt(code);
+  outcome_ = code;
   Finish();
   DropRequest();
   const std::string code_text = absl::StrCat(static_cast<int>(code));
@@ -352,6 +357,7 @@ void Call::OnClientStreamClosed() {
   DetachBackend(NGHTTP2_CANCEL);
   if (phase_ != CallPhase::kFinished) {
     FinishAttempt(grpc::StatusCode::CANCELLED);
+    outcome_ = grpc::StatusCode::CANCELLED;
     Finish();
   }
   phase_ = CallPhase::kReleased;
@@ -410,6 +416,22 @@ void Call::OnResponseTrailers() {
     }
   }
   OnResponseEnd();
+}
+
+AccessRecord Call::ToAccessRecord(absl::Time now) const {
+  AccessRecord record;
+  // Wall-clock start for the reader; the duration itself is the host's clock.
+  record.start = absl::Now() - (now - begun_);
+  record.method = path_;
+  record.client = client_ != nullptr ? absl::string_view(client_->peer()) : absl::string_view();
+  const client::Backend* backend = backend_ != nullptr ? backend_.get() : previous_backend_.get();
+  if (backend != nullptr) record.backend = backend->address();
+  record.attempts = attempts();
+  record.grpc_status = static_cast<int>(outcome_);
+  record.latency = now - begun_;
+  record.bytes_in = req_received_;
+  record.bytes_out = resp_bytes_;
+  return record;
 }
 
 void Call::RecordLoadReport(absl::string_view base64_value) {

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "sluice/balancer/retry_state.h"
 #include "sluice/client/balancer.h"
+#include "sluice/proxy/access_log.h"
 #include "sluice/proxy/event_loop.h"
 #include "sluice/proxy/grpc_util.h"
 #include "sluice/proxy/header_block.h"
@@ -140,6 +141,8 @@ class Call {
   int32_t client_stream() const { return client_stream_; }
   // Bytes held for this call (request and response), as counted in ProxyMetrics.
   int64_t buffered_bytes() const { return accounted_bytes_; }
+  // The call as the access log tells it, at its release (`now` on the host's clock).
+  AccessRecord ToAccessRecord(absl::Time now) const;
 
   // From the client's session.
   // A request header; false when the headers are too large (the stream is reset). Inline: it
@@ -228,6 +231,10 @@ class Call {
   int32_t client_stream_ = 0;
   BackendSide* backend_side_ = nullptr;
   int32_t backend_stream_ = 0;
+
+  absl::Time begun_;                                   // the host's clock, at Begin
+  grpc::StatusCode outcome_ = grpc::StatusCode::UNKNOWN;  // the status the client got
+  uint64_t resp_bytes_ = 0;                             // response bytes from backends
 
   // The request as received; the route and what it decides.
   HeaderBlock request_headers_;

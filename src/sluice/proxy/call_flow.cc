@@ -94,6 +94,7 @@ ssize_t Call::ReadRequestBody(uint8_t* buf, size_t length, uint32_t* flags) {
 void Call::OnResponseData(const uint8_t* data, size_t len) {
   resp_buf_.append(reinterpret_cast<const char*>(data), len);
   resp_unconsumed_ += len;
+  resp_bytes_ += len;
   Account();
   ResumeResponse();
 }

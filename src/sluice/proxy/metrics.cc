@@ -33,6 +33,11 @@ std::string ProxyMetrics::RenderPrometheus(const std::vector<client::BackendInfo
         downstream_connections.load(r));
   counter("sluice_proxy_downstream_connections_total", "Client connections accepted.",
           downstream_connections_total.load(r));
+  counter("sluice_proxy_access_log_lines_total", "Access-log lines written (sampled calls).",
+          access_log_lines_total.load(r));
+  counter("sluice_proxy_access_log_dropped_total",
+          "Access-log lines dropped because the writer fell behind (a worker never waits).",
+          access_log_dropped_total.load(r));
   counter("sluice_proxy_connections_refused_total",
           "Client connections closed at once because --max-connections were open.",
           connections_refused_total.load(r));

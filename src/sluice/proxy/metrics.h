@@ -25,6 +25,8 @@ class ProxyMetrics {
   std::atomic<int64_t> downstream_connections{0};
   std::atomic<uint64_t> downstream_connections_total{0};
   std::atomic<uint64_t> connections_refused_total{0};  // over --max-connections
+  std::atomic<uint64_t> access_log_lines_total{0};
+  std::atomic<uint64_t> access_log_dropped_total{0};  // the writer fell behind
   std::atomic<int64_t> upstream_connections{0};
   std::atomic<uint64_t> upstream_connects_failed{0};
   std::atomic<int64_t> streams{0};

@@ -1,5 +1,7 @@
 #include "sluice/proxy/proxy.h"
 
+#include "sluice/proxy/access_log.h"
+
 #include <csignal>
 #include <functional>
 
@@ -101,6 +103,16 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
     // The workers share the address through SO_REUSEPORT, which would also let them share it
     // with another process: refuse an address already taken instead.
     if (absl::Status free = CheckAddressFree(listen->host, port); !free.ok()) return free;
+  }
+  if (!options.access_log.empty()) {
+    auto log = AccessLog::Open({.path = options.access_log,
+                                .sample = options.access_log_sample,
+                                .workers = options.workers,
+                                .lines_counter = &proxy->metrics_.access_log_lines_total,
+                                .dropped_counter = &proxy->metrics_.access_log_dropped_total});
+    if (!log.ok()) return log.status();
+    proxy->access_log_ = std::move(*log);
+    proxy->options_.access_log_sink = proxy->access_log_.get();
   }
   for (int i = 0; i < options.workers; ++i) {
     auto worker = std::make_unique<Worker>(i, proxy->options_, router, &proxy->metrics_);

@@ -21,6 +21,8 @@
 
 namespace sluice::proxy {
 
+class AccessLog;
+
 struct ProxyOptions {
   // Where clients connect: "IP:PORT" (port 0: a free port, see Proxy::port()).
   std::string listen = "127.0.0.1:30051";
@@ -71,8 +73,16 @@ struct ProxyOptions {
   // How often the TLS files are checked for changes; a changed set is loaded once it has stayed
   // the same for one more check, for new connections only.
   absl::Duration tls_reload_interval = absl::Milliseconds(500);
+  // --access-log: a JSON line per call to this file ("-": standard output; empty: no log), for
+  // this share of the calls.
+  std::string access_log;
+  double access_log_sample = 1;
+  // Seeds the workers' random choices (access-log sampling); 0: a random seed.
+  uint64_t random_seed = 0;
   // The workers' clock (timers, deadlines, connection age); a test may pass its own.
   Clock* clock = &SystemClock::Instance();
+  // Set by Proxy::Start from access_log (owned by the proxy); null: no access log.
+  AccessLog* access_log_sink = nullptr;
   // Set by Proxy::Start from the files above (owned by the proxy); null: no TLS on that side.
   const TlsContext* tls_context = nullptr;
   const TlsContext* backend_tls_context = nullptr;
@@ -106,6 +116,7 @@ class Proxy {
 
   ProxyOptions options_;
   ProxyMetrics metrics_;
+  std::unique_ptr<AccessLog> access_log_;  // outlives the workers
   int port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "sluice/core/log.h"
@@ -34,6 +35,11 @@ constexpr size_t kMaxFreeCalls = 1024;
 Worker::Worker(int index, const ProxyOptions& options, const Router* router, ProxyMetrics* metrics)
     : index_(index),
       options_(options),
+      access_log_(options.access_log_sink != nullptr ? &options.access_log_sink->ForWorker(index)
+                                                      : nullptr),
+      random_(options.random_seed != 0
+                  ? options.random_seed + static_cast<uint64_t>(index)
+                  : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
       router_(router),
       metrics_(metrics),
       loop_(*options_.clock),
@@ -186,6 +192,9 @@ Call* Worker::NewCall(ClientSide* client, int32_t stream) {
 }
 
 void Worker::Release(Call* call) {
+  if (access_log_ != nullptr && access_log_->Sampled(random_)) {
+    access_log_->Add(call->ToAccessRecord(loop_.clock().Now()));
+  }
   metrics_->buffered_bytes.fetch_sub(call->buffered_bytes(), std::memory_order_relaxed);
   metrics_->streams.fetch_sub(1, std::memory_order_relaxed);
   auto it = calls_.find(call->id());

@@ -14,6 +14,8 @@
 #include "sluice/proxy/client_session.h"
 #include "sluice/proxy/connection.h"
 #include "sluice/proxy/event_loop.h"
+#include "sluice/core/random.h"
+#include "sluice/proxy/access_log.h"
 #include "sluice/proxy/listener.h"
 #include "sluice/proxy/metrics.h"
 #include "sluice/proxy/proxy.h"
@@ -81,6 +83,8 @@ class Worker final : public CallHost, public CallFactory, public TimerHandler {
 
   const int index_;
   const ProxyOptions options_;
+  AccessLog::Writer* const access_log_;  // null: no access log
+  SeededRandom random_;                  // this worker's chance (access-log sampling)
   const Router* const router_;
   ProxyMetrics* const metrics_;
 

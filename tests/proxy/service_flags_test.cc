@@ -1,5 +1,5 @@
-// --max-connections: beyond the cap a client connection is accepted and closed at once, and
-// counted; once one closes, the next gets in.
+// The proxy as a service: --max-connections (beyond the cap a client connection is accepted
+// and closed at once, and counted; once one closes, the next gets in) and --access-log.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -8,10 +8,14 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "greeter_backend.h"
+#include "helloworld.grpc.pb.h"
 #include "process.h"
 #include "proxy_process.h"
 
@@ -79,6 +83,67 @@ TEST(ProxyMaxConnectionsTest, RefusesConnectionsBeyondTheCapAndCountsThem) {
   close(next);
   for (int fd : open) close(fd);
   EXPECT_EQ((*proxy)->Metric("sluice_proxy_connections_refused_total"), 1);
+}
+
+// --access-log through a real proxy: a line per call, with the backend, the status and the
+// bytes; the metric counts them.
+TEST(ProxyAccessLogTest, WritesALinePerCallWithItsOutcome) {
+  auto good = GreeterBackend::Start("127.0.0.11");
+  auto bad = GreeterBackend::Start("127.0.0.12");
+  ASSERT_TRUE(good.ok() && bad.ok());
+  (*bad)->set_failure(grpc::StatusCode::INTERNAL);
+  const std::string log_path =
+      absl::StrCat(::testing::TempDir(), "/proxy-access-", getpid(), ".log");
+  auto proxy = ProxyProcess::Start(
+      absl::StrCat("static://", (*good)->address(), ",", (*bad)->address()),
+      {"--access-log", log_path, "--policy", "round_robin", "--no-health-check"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  int ok = 0, failed = 0;
+  for (int i = 0; i < 6; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    HelloRequest request;
+    request.set_name("logged");
+    HelloReply reply;
+    (stub->SayHello(&context, request, &reply).ok() ? ok : failed) += 1;
+  }
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(failed, 3);
+  std::vector<nlohmann::json> lines;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        lines.clear();
+        std::ifstream in(log_path);
+        for (std::string line; std::getline(in, line);) {
+          lines.push_back(nlohmann::json::parse(line, nullptr, false));
+        }
+        return lines.size() >= 6;
+      },
+      absl::Seconds(5)));
+  ASSERT_EQ(lines.size(), 6u);
+  int logged_ok = 0, logged_internal = 0;
+  for (const nlohmann::json& line : lines) {
+    ASSERT_FALSE(line.is_discarded());
+    EXPECT_EQ(line["method"], "/Greeter/SayHello");
+    EXPECT_EQ(line["attempts"], 1);
+    EXPECT_TRUE(line["client"].get<std::string>().rfind("127.0.0.1:", 0) == 0) << line;
+    EXPECT_GE(line["latency_ms"].get<double>(), 0);
+    EXPECT_GT(line["bytes_in"].get<int>(), 0);
+    if (line["grpc_status"] == 0) {
+      ++logged_ok;
+      EXPECT_EQ(line["backend"], (*good)->address());
+      EXPECT_GT(line["bytes_out"].get<int>(), 0);
+    } else if (line["grpc_status"] == 13) {
+      ++logged_internal;
+      EXPECT_EQ(line["backend"], (*bad)->address());
+    }
+  }
+  EXPECT_EQ(logged_ok, 3);
+  EXPECT_EQ(logged_internal, 3);
+  EXPECT_EQ((*proxy)->Metric("sluice_proxy_access_log_lines_total"), 6);
+  EXPECT_EQ((*proxy)->Metric("sluice_proxy_access_log_dropped_total"), 0);
+  unlink(log_path.c_str());
 }
 
 TEST(ProxyMaxConnectionsTest, ANegativeCapIsRefusedAtStart) {
