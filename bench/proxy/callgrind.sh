@@ -8,6 +8,9 @@
 #
 # Needs valgrind and h2load (nghttp2-client); prints "instructions/call: N".
 #
+# PROXY_ARGS (environment) adds proxy flags, @WORK@ standing for the run's scratch directory:
+#   PROXY_ARGS='--access-log @WORK@/access.log' bench/proxy/callgrind.sh
+#
 # Large messages (environment): REQUEST_BYTES=N and/or REPLY_BYTES=N make every request message
 # N bytes and/or ask the backends for N-byte replies; the backends are then build/bench/
 # bench_greeter (it answers with the asked size) and h2load runs 8 in flight, as in run.sh's
@@ -63,7 +66,7 @@ measure() { # CALLS -> total instructions of one proxy run
   port="$(free_port)"
   valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" proxy --listen "127.0.0.1:$port" \
     --target "static://$(IFS=,; echo "${TARGETS[*]}")" --policy round_robin --workers 1 \
-    >"$WORK/proxy.$calls.log" 2>&1 &
+    ${PROXY_ARGS//@WORK@/$WORK} >"$WORK/proxy.$calls.log" 2>&1 &
   local proxy=$!
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break

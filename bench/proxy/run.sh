@@ -14,6 +14,7 @@
 #
 # Environment: SKIP_BUILD=1 (use BUILD_DIR as it is), SKIP_INSTALL=1 (do not apt-get),
 # KEEP_WORK=1 (keep the temporary directory with every raw output), BUILD_DIR (build),
+# SLUICE_ACCESS_LOG=1 (also measure a sluice proxy writing --access-log to a file),
 # SLUICE_BIN (the sluice binary to measure; default BUILD_DIR/bin/sluice).
 set -euo pipefail
 
@@ -345,20 +346,22 @@ EOF
   ready_and_check caddy 127.0.0.1 "$port" $! || true
 }
 
-start_sluice() {
-  add_target sluice "sluice proxy (round_robin, 1 worker)"
+start_sluice() { # [NAME LABEL EXTRA-FLAGS...]
+  local name="${1:-sluice}" label="${2:-sluice proxy (round_robin, 1 worker)}"
+  shift 2 || true
+  add_target "$name" "$label"
   # CLI11 prints the top-level help and exits 0 for `sluice proxy --help` when `proxy` is not a
   # subcommand, so the help must also be the proxy's own (it names --listen).
   local help
   if [ -x "$SLUICE" ] && help="$(timeout 10 "$SLUICE" proxy --help 2>&1)" && grep -q -- "--listen" <<<"$help"; then
     local port; port="$("$PY" "$HELPER" freeport 127.0.0.1)"
-    local cmd=("$SLUICE" proxy --listen "127.0.0.1:$port" --target "static://$B1,$B2,$B3" --policy round_robin --workers 1)
-    echo "${cmd[*]}" >"$WORK/t/sluice/config"
-    "${cmd[@]}" >"$WORK/raw/sluice.log" 2>&1 &
+    local cmd=("$SLUICE" proxy --listen "127.0.0.1:$port" --target "static://$B1,$B2,$B3" --policy round_robin --workers 1 "$@")
+    echo "${cmd[*]}" >"$WORK/t/$name/config"
+    "${cmd[@]}" >"$WORK/raw/$name.log" 2>&1 &
     PIDS+=($!)
-    ready_and_check sluice 127.0.0.1 "$port" $! || true
+    ready_and_check "$name" 127.0.0.1 "$port" $! || true
   else
-    set_status sluice "not built (\`sluice proxy --help\` is not the proxy's help)"
+    set_status "$name" "not built (\`sluice proxy --help\` is not the proxy's help)"
     log "sluice proxy not built: skipped"
   fi
 }
@@ -372,6 +375,11 @@ for p in "${PEER_LIST[@]}"; do
   fi
 done
 start_sluice
+# SLUICE_ACCESS_LOG=1: a second sluice proxy with --access-log to a file, measured beside the
+# first in the same rounds (the access log's cost).
+if [ "${SLUICE_ACCESS_LOG:-0}" = 1 ]; then
+  start_sluice sluice-log "sluice proxy with --access-log to a file" --access-log "$WORK/access.log"
+fi
 
 # ---- measurement ------------------------------------------------------------------------------
 ticks() { [ $# -eq 0 ] && { echo 0; return; }; "$PY" "$HELPER" ticks "$@"; }

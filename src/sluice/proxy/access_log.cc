@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -47,18 +48,42 @@ void WriteAll(int fd, absl::string_view data) {
 
 }  // namespace
 
-void AppendAccessLine(const AccessRecord& record, std::string& out) {
+void AppendAccessLine(const AccessRecord& record, std::string& out,
+                      FormattedSecond* second_cache) {
+  const int64_t millis = absl::ToUnixMillis(record.start);
+  const int64_t second = millis >= 0 ? millis / 1000 : (millis - 999) / 1000;
+  FormattedSecond local;
+  FormattedSecond& formatted = second_cache != nullptr ? *second_cache : local;
+  if (formatted.unix_second != second) {
+    formatted.unix_second = second;
+    formatted.text =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(second), absl::UTCTimeZone());
+  }
+  const int ms = static_cast<int>(millis - second * 1000);
   out.append("{\"start\":\"");
-  out.append(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", record.start, absl::UTCTimeZone()));
+  out.append(formatted.text);
+  const char fraction[] = {'.', static_cast<char>('0' + ms / 100),
+                           static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10),
+                           'Z'};
+  out.append(fraction, sizeof(fraction));
   out.append("\",\"method\":\"");
   AppendJsonEscaped(record.method, out);
   out.append("\",\"client\":\"");
   AppendJsonEscaped(record.client, out);
   out.append("\",\"backend\":\"");
   AppendJsonEscaped(record.backend, out);
+  // Latency in milliseconds with microsecond digits, written as integers (cheaper than
+  // formatting a double, and exact).
+  const int64_t micros = std::max<int64_t>(0, absl::ToInt64Microseconds(record.latency));
+  const int64_t frac = micros % 1000;
+  const char latency_fraction[] = {'.', static_cast<char>('0' + frac / 100),
+                                   static_cast<char>('0' + frac / 10 % 10),
+                                   static_cast<char>('0' + frac % 10)};
   absl::StrAppend(&out, "\",\"attempts\":", record.attempts, ",\"grpc_status\":", record.grpc_status,
-                  ",\"latency_ms\":", absl::ToDoubleMilliseconds(record.latency),
-                  ",\"bytes_in\":", record.bytes_in, ",\"bytes_out\":", record.bytes_out, "}\n");
+                  ",\"latency_ms\":", micros / 1000);
+  out.append(latency_fraction, sizeof(latency_fraction));
+  absl::StrAppend(&out, ",\"bytes_in\":", record.bytes_in, ",\"bytes_out\":", record.bytes_out,
+                  "}\n");
 }
 
 absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Open(Options options) {
@@ -105,7 +130,7 @@ AccessLog::~AccessLog() {
 
 void AccessLog::Writer::Add(const AccessRecord& record) {
   line_.clear();
-  AppendAccessLine(record, line_);
+  AppendAccessLine(record, line_, &second_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (pending_.size() + line_.size() > log_->options_.buffer_bytes) {

@@ -33,7 +33,14 @@ struct AccessRecord {
 // {"start":"2026-12-04T01:02:03.456Z","method":"/Greeter/SayHello","client":"127.0.0.1:5000",
 //  "backend":"127.0.0.11:50051","attempts":1,"grpc_status":0,"latency_ms":0.412,
 //  "bytes_in":12,"bytes_out":40}
-void AppendAccessLine(const AccessRecord& record, std::string& out);
+// `second_cache` (optional) keeps the formatted date and time of the last whole second: most
+// lines of a busy proxy fall in the same second, and formatting a time is most of a line's cost.
+struct FormattedSecond {
+  int64_t unix_second = -1;
+  std::string text;  // "2026-12-04T01:02:03"
+};
+void AppendAccessLine(const AccessRecord& record, std::string& out,
+                      FormattedSecond* second_cache = nullptr);
 
 // `sluice proxy --access-log PATH|-`: a line per call (or per sampled call), written off the
 // data path. Each worker formats into its own bounded buffer (a lock only the writer ever
@@ -72,6 +79,7 @@ class AccessLog {
     AccessLog* log_;
     double sample_;
     std::string line_;  // reused, so formatting allocates nothing in the steady state
+    FormattedSecond second_;
     std::mutex mu_;
     std::string pending_;  // guarded by mu_
   };
