@@ -296,6 +296,7 @@ TEST_F(EtcdBalancerTest, EjectedEndpointsComeBackWhenTheOthersLeave) {
   options.clock = &clock;
   options.outlier_detection.consecutive_failures = 2;
   options.outlier_detection.max_ejection_percent = 50;
+  options.health_check.enabled = false;  // nothing listens on these addresses
   const std::vector<std::string> addresses = {"127.0.0.41:1", "127.0.0.42:1", "127.0.0.43:1",
                                               "127.0.0.44:1"};
   std::map<std::string, std::unique_ptr<registry::Registrar>> keys;

@@ -137,6 +137,7 @@ class CallTest : public ::testing::Test {
     client::BalancerOptions options;
     options.target = "static://127.0.0.11:1,127.0.0.12:1,127.0.0.13:1";
     options.manage_channels = false;
+    options.health_check.enabled = false;  // nothing listens: the fake sides stand in
     options.outlier_detection.enabled = false;
     options.clock = &clock_;
     options.random_seed = 7;

@@ -925,6 +925,19 @@ TEST(ProxyRoutingTest, RingHashOnAHeaderKeepsAUserOnOneBackend) {
                                        backends[1]->address(), ",", backends[2]->address()),
                           {"--policy", "ring_hash", "--hash-header", "X-User"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
+  // Every backend pickable first (each answered its health check): a key maps to one backend
+  // of the whole ring only once the ring is whole.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string listing = (*proxy)->Get("/backends").second;
+        size_t ready = 0;
+        for (size_t at = listing.find("\"ready\""); at != std::string::npos;
+             at = listing.find("\"ready\"", at + 1)) {
+          ++ready;
+        }
+        return ready == 3;
+      },
+      absl::Seconds(10)));
   auto stub = Greeter::NewStub((*proxy)->Channel());
   auto call_as = [&](const std::string& user) {
     grpc::ClientContext context;

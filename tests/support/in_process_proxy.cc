@@ -30,6 +30,8 @@ absl::StatusOr<InProcessProxy> InProcessProxy::Start(proxy::ProxyOptions options
   client::BalancerOptions balancer_options;
   balancer_options.target = "static://127.0.0.1:1";
   balancer_options.manage_channels = false;
+  // No health checks: the event-loop tests and the fuzzer drive the data path alone.
+  balancer_options.health_check.enabled = false;
   balancer_options.outlier_detection.enabled = false;
   std::vector<proxy::RouteConfig> routes;
   routes.push_back({"", balancer_options});  // the default route: every service
