@@ -243,9 +243,18 @@ def read_calls(csv_path):
         return calls
     with open(csv_path) as f:
         for row in csv.DictReader(f):
+            # The client may be writing the file right now: a header or row read half-written
+            # lacks fields; it is read whole next time.
+            if row.get("backend") is None or row.get("code") in (None, ""):
+                continue
+            try:
+                start_s = int(row["start_unix_ms"]) / 1000.0
+                latency_s = float(row["latency_ms"]) / 1000.0
+                code = int(row["code"])
+            except ValueError:
+                continue
             backend = row["backend"].rsplit(":", 1)[0] if row["backend"] else ""
-            calls.append((int(row["start_unix_ms"]) / 1000.0, float(row["latency_ms"]) / 1000.0,
-                          int(row["code"]), backend))
+            calls.append((start_s, latency_s, code, backend))
     return calls
 
 

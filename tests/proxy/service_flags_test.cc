@@ -57,14 +57,19 @@ TEST(ProxyMaxConnectionsTest, RefusesConnectionsBeyondTheCapAndCountsThem) {
   auto proxy = ProxyProcess::Start(absl::StrCat("static://", (*backend)->address()),
                                    {"--max-connections", "3", "--workers", "2"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
+  auto connections_are = [&](int n) {
+    return testing::WaitFor(
+        [&] { return (*proxy)->Metric("sluice_proxy_downstream_connections") == n; },
+        absl::Seconds(10));
+  };
+  // The start-up probe's connection must be gone first, or it would take one of the three.
+  ASSERT_TRUE(connections_are(0));
   std::vector<int> open;
   for (int i = 0; i < 3; ++i) {
     open.push_back(Connect((*proxy)->port()));
     ASSERT_GE(open.back(), 0);
+    ASSERT_TRUE(connections_are(i + 1));
   }
-  ASSERT_TRUE(testing::WaitFor(
-      [&] { return (*proxy)->Metric("sluice_proxy_downstream_connections") == 3; },
-      absl::Seconds(5)));
   const int fourth = Connect((*proxy)->port());
   ASSERT_GE(fourth, 0);
   EXPECT_TRUE(ClosedByPeer(fourth));
@@ -74,9 +79,7 @@ TEST(ProxyMaxConnectionsTest, RefusesConnectionsBeyondTheCapAndCountsThem) {
 
   close(open.back());
   open.pop_back();
-  ASSERT_TRUE(testing::WaitFor(
-      [&] { return (*proxy)->Metric("sluice_proxy_downstream_connections") == 2; },
-      absl::Seconds(5)));
+  ASSERT_TRUE(connections_are(2));
   const int next = Connect((*proxy)->port());
   ASSERT_GE(next, 0);
   EXPECT_FALSE(ClosedByPeer(next)) << "room again once one closed";
