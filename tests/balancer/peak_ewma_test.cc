@@ -94,16 +94,39 @@ TEST_F(PeakEwmaTest, LatenciesUnderMinRttCompareByCallsInFlight) {
   const auto endpoints = testing::MakeEndpoints(2);
   Finish(endpoints[0], absl::Microseconds(200));
   Finish(endpoints[1], absl::Microseconds(600));
-  // Both under the 1 ms floor: equal cost, so the first of the two candidates drawn wins and
+  // Both under the 5 ms floor: equal cost, so the first of the two candidates drawn wins and
   // calls spread evenly instead of all going to the one that was faster by 0.4 ms.
   const std::vector<int> spread = Count(*Build("peak_ewma", endpoints), 2, 10000, 8);
   EXPECT_NEAR(spread[0], 5000, 250);
-  // A call in flight still counts: 1 ms x 2 against 1 ms x 1.
+  // A call in flight still counts: 5 ms x 2 against 5 ms x 1.
   endpoints[0].stats->OnCallStarted();
   EXPECT_EQ(Count(*Build("peak_ewma", endpoints), 2, 1000, 9)[0], 0);
   // With the floor lowered below both, the faster one wins again: 200 us x 2 < 600 us x 1.
   auto unfloored = Build("peak_ewma", endpoints, {{"min_rtt", "100us"}});
   EXPECT_EQ(Count(*unfloored, 2, 1000, 10)[0], 1000);
+}
+
+TEST_F(PeakEwmaTest, AnEndpointSilentForProbeAfterIsProbedAndItsAnswerReplacesTheEstimate) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  Finish(endpoints[0], absl::Milliseconds(100));  // one slow (cold) answer
+  Finish(endpoints[1], absl::Microseconds(500));
+  auto picker = Build("peak_ewma", endpoints);
+  EXPECT_EQ(Count(*picker, 2, 1000, 11)[0], 0);
+  // The fast one keeps answering; the slow one, never picked, goes silent for 2 s.
+  clock_.Advance(absl::Milliseconds(1999));
+  Finish(endpoints[1], absl::Microseconds(500));
+  EXPECT_EQ(Count(*picker, 2, 1000, 12)[0], 0);
+  clock_.Advance(absl::Milliseconds(1));
+  Finish(endpoints[1], absl::Microseconds(500));
+  // 2 s of silence: probed (free while nothing is in flight to it)...
+  EXPECT_EQ(Count(*picker, 2, 1000, 13)[0], 1000);
+  // ...only one probe at a time...
+  endpoints[0].stats->OnCallStarted();
+  EXPECT_EQ(Count(*picker, 2, 1000, 14)[0], 0);
+  // ...and a fast answer replaces the 100 ms estimate (blended, it would still be ~82 ms): both
+  // are now under the 5 ms floor and share the calls.
+  endpoints[0].stats->OnCallFinished(true, absl::Microseconds(400), clock_.Now());
+  EXPECT_NEAR(Count(*picker, 2, 10000, 15)[0], 5000, 250);
 }
 
 TEST_F(PeakEwmaTest, TheConfiguredDecayGovernsTheStats) {

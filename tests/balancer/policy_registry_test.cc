@@ -119,7 +119,7 @@ TEST_F(PolicyRegistryTest, UnknownFieldsAreNamedWithTheKnownOnes) {
             "active_request_bias, choice_count");
   EXPECT_EQ(ConfigError("peak_ewma", {{"decay_time", "10s"}}),
             "peak_ewma: unknown config field 'decay_time'; known fields: decay, default_rtt, "
-            "min_rtt");
+            "min_rtt, probe_after");
   EXPECT_EQ(ConfigError("ring_hash", {{"ring_size", 10}}),
             "ring_hash: unknown config field 'ring_size'; known fields: max_ring_size, "
             "min_ring_size");

@@ -893,7 +893,10 @@ TEST(ProxyResilienceTest, AttemptTimeoutLeavesNonIdempotentMethodsAlone) {
   auto proxy =
       ProxyProcess::Start(absl::StrCat("static://", backends[0]->address(), ",",
                                        backends[1]->address(), ",", backends[2]->address()),
-                          {"--attempt-timeout", "200ms"});
+                          // Round robin over all three from the first call (no health
+                          // checks to wait for), so the slow backend's turn comes.
+                          {"--attempt-timeout", "200ms", "--policy", "round_robin",
+                           "--no-health-check"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   auto stub = Greeter::NewStub((*proxy)->Channel());
   // Round robin: within three calls one lands on the slow backend, which may not be cut short

@@ -47,12 +47,17 @@ void EndpointStats::OnCallFinished(bool success, absl::Duration latency, absl::T
   const double sample_ns = std::max(0.0, absl::ToDoubleNanoseconds(latency));
   const int64_t now_ns = SaturatingNanos(now - absl::UnixEpoch());
   const int64_t decay_ns = decay_ns_.load(std::memory_order_relaxed);
+  const int64_t previous_answer = last_answer_ns_.exchange(now_ns, std::memory_order_relaxed);
+  const bool after_silence =
+      previous_answer != kNoSample &&
+      now_ns - previous_answer >= replace_after_ns_.load(std::memory_order_relaxed);
   double estimate = estimate_ns_.load(std::memory_order_relaxed);
   for (;;) {
     const int64_t last = last_update_ns_.load(std::memory_order_acquire);
     double next;
-    if (last == kNoSample) {
-      // The first real measurement replaces whatever default a reader assumed.
+    if (last == kNoSample || (after_silence && success)) {
+      // The first real measurement replaces whatever default a reader assumed; so does the
+      // first after a long silence (the estimate then describes a past moment).
       if (!success) return;
       next = sample_ns;
     } else if (!success && sample_ns <= estimate) {

@@ -54,6 +54,18 @@ class alignas(64) EndpointStats {
   uint64_t calls() const { return calls_.load(std::memory_order_relaxed); }
   uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
 
+  // Whether the endpoint has answered any call (success or failure) and not for `stale_ns` or
+  // more as of `now_ns` (monotonic Unix nanoseconds): its latency estimate is old news.
+  bool AnswerIsStale(int64_t now_ns, int64_t stale_ns) const {
+    const int64_t last = last_answer_ns_.load(std::memory_order_relaxed);
+    return last != kNoSample && now_ns - last >= stale_ns;
+  }
+  // A successful answer after this long a silence replaces the latency estimate instead of
+  // blending into it (peak_ewma sets it from its probe_after): the old estimate is stale.
+  void set_replace_after(absl::Duration silence) {
+    replace_after_ns_.store(absl::ToInt64Nanoseconds(silence), std::memory_order_relaxed);
+  }
+
   // The peak-EWMA estimate decayed to `now_ns` (Unix nanoseconds of the monotonic clock), or
   // `fallback_ns` when no call has succeeded yet. The hot path of peak_ewma's picker.
   double ReadEstimateNanos(int64_t now_ns, double fallback_ns) const;
@@ -90,6 +102,8 @@ class alignas(64) EndpointStats {
   std::atomic<double> estimate_ns_{0.0};
   std::atomic<int64_t> last_update_ns_{kNoSample};
   std::atomic<int64_t> decay_ns_;
+  std::atomic<int64_t> last_answer_ns_{kNoSample};  // any outcome
+  std::atomic<int64_t> replace_after_ns_{std::numeric_limits<int64_t>::max()};
 
   // The latest usable load report. Separate atomics: a reader racing a report may mix two
   // reports' numbers, harmless for a weight that is recomputed every update period.

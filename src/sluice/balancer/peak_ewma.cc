@@ -16,7 +16,8 @@ class PeakEwmaConfig final : public PolicyConfig {
  public:
   absl::Duration default_rtt = absl::Milliseconds(30);
   absl::Duration decay = EndpointStats::kDefaultEwmaDecay;
-  absl::Duration min_rtt = absl::Milliseconds(1);
+  absl::Duration min_rtt = absl::Milliseconds(5);
+  absl::Duration probe_after = absl::Seconds(2);
 };
 
 // Linkerd's balancer: two distinct random candidates, the cheaper wins, where
@@ -27,6 +28,10 @@ class PeakEwmaConfig final : public PolicyConfig {
 // flight, or after answers that were all failures, it costs default_rtt x (in_flight + 1).
 // Without this, a fresh endpoint priced at default_rtt would lose every comparison to backends
 // answering in well under it, and a scale-up would never reach a lightly loaded client.
+// An endpoint that has answered nothing for probe_after (it lost every comparison since) is
+// probed the same way: free while nothing is in flight to it, and its answer replaces the old
+// estimate. Without this, one slow answer (a cold first call) kept a backend out of a lightly
+// loaded client's picks for up to decay x ln(slow / usual), a minute or more.
 // Estimates under min_rtt count as min_rtt: sub-millisecond differences on a fast network are
 // noise, and comparing them would send nearly every call of a lightly loaded client to
 // whichever backend happened to answer fastest lately; floored, such backends compare by calls
@@ -36,7 +41,8 @@ class PeakEwmaPicker final : public Picker {
   PeakEwmaPicker(PickableSet set, const PeakEwmaConfig& config)
       : set_(std::move(set)),
         default_rtt_ns_(absl::ToDoubleNanoseconds(config.default_rtt)),
-        min_rtt_ns_(absl::ToDoubleNanoseconds(config.min_rtt)) {}
+        min_rtt_ns_(absl::ToDoubleNanoseconds(config.min_rtt)),
+        probe_after_ns_(absl::ToInt64Nanoseconds(config.probe_after)) {}
 
   PickResult Pick(const PickArgs& args) const override {
     const size_t n = set_.size();
@@ -62,6 +68,8 @@ class PeakEwmaPicker final : public Picker {
       // no latency sample): the default, so a backend failing from its first call is not
       // mistaken for a new one and sent every call.
       latency_ns = in_flight == 0 && e.stats->calls() == 0 ? 0.0 : default_rtt_ns_;
+    } else if (in_flight == 0 && e.stats->AnswerIsStale(now_ns, probe_after_ns_)) {
+      latency_ns = 0.0;  // a probe
     } else if (latency_ns < min_rtt_ns_) {
       latency_ns = min_rtt_ns_;
     }
@@ -73,6 +81,7 @@ class PeakEwmaPicker final : public Picker {
   const PickableSet set_;
   const double default_rtt_ns_;
   const double min_rtt_ns_;
+  const int64_t probe_after_ns_;
 };
 
 class PeakEwmaFactory final : public PolicyFactory {
@@ -82,7 +91,7 @@ class PeakEwmaFactory final : public PolicyFactory {
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
     absl::StatusOr<ConfigReader> reader =
-        ConfigReader::Create(kPolicyName, config, {"default_rtt", "decay", "min_rtt"});
+        ConfigReader::Create(kPolicyName, config, {"default_rtt", "decay", "min_rtt", "probe_after"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<PeakEwmaConfig>();
     if (absl::Status s = reader->ReadPositiveDuration("default_rtt", &parsed->default_rtt);
@@ -95,6 +104,10 @@ class PeakEwmaFactory final : public PolicyFactory {
     if (absl::Status s = reader->ReadPositiveDuration("min_rtt", &parsed->min_rtt); !s.ok()) {
       return s;
     }
+    if (absl::Status s = reader->ReadPositiveDuration("probe_after", &parsed->probe_after);
+        !s.ok()) {
+      return s;
+    }
     return std::shared_ptr<const PolicyConfig>(std::move(parsed));
   }
 
@@ -105,7 +118,10 @@ class PeakEwmaFactory final : public PolicyFactory {
     const PeakEwmaConfig& typed = ConfigAs(config, kPolicyName, defaults);
     PickableSet set = SelectPickable(endpoints);
     // The stats fold in samples with this policy's time constant from now on.
-    for (const auto& stats : set.owned_stats) stats->set_ewma_decay(typed.decay);
+    for (const auto& stats : set.owned_stats) {
+      stats->set_ewma_decay(typed.decay);
+      stats->set_replace_after(typed.probe_after);
+    }
     return std::make_unique<PeakEwmaPicker>(std::move(set), typed);
   }
 };
