@@ -90,10 +90,11 @@ class Processes:
         self.log_dir = log_dir
         self.running = []
 
-    def start(self, name, argv):
+    def start(self, name, argv, env=None):
         log = open(os.path.join(self.log_dir, name + ".log"), "ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=None if env is None else dict(os.environ, **env))
         proc.log_file = log
         self.running.append(proc)
         return proc
@@ -181,6 +182,23 @@ backend greeters
         if not wait_until(lambda: can_connect("127.0.0.1", self.proxy_port), 10):
             raise RuntimeError("sluice proxy did not start; see %s/sluice-proxy.log" % self.work)
 
+    def start_xds(self, name="sluice-xds", port=None, extra=()):
+        """`sluice xds` serving the greeter service, and a bootstrap file naming it."""
+        self.xds_port = port or getattr(self, "xds_port", None) or free_port()
+        proc = self.procs.start(name, [
+            os.path.join(self.bin, "sluice"), "xds",
+            "--listen", "127.0.0.1:%d" % self.xds_port, "--etcd", self.etcd,
+            "--service", "greeter"] + list(extra))
+        if not wait_until(lambda: can_connect("127.0.0.1", self.xds_port), 10):
+            raise RuntimeError("sluice xds did not start; see %s/%s.log" % (self.work, name))
+        self.xds_bootstrap = os.path.join(self.work, "xds-bootstrap.json")
+        with open(self.xds_bootstrap, "w") as f:
+            f.write(subprocess.run(
+                [os.path.join(self.bin, "sluice"), "xds", "bootstrap",
+                 "--server", "127.0.0.1:%d" % self.xds_port],
+                check=True, capture_output=True, text=True).stdout)
+        return proc
+
     def registered(self):
         out = subprocess.run([os.path.join(self.bin, "sluice"), "ls", "--etcd", self.etcd,
                               "greeter", "--json"], capture_output=True, text=True)
@@ -229,11 +247,15 @@ backend greeters
             return argv + ["--plain", "--target", "127.0.0.1:%d" % self.haproxy_port]
         if setup == "proxy":
             return argv + ["--plain", "--target", "127.0.0.1:%d" % self.proxy_port]
+        if setup == "xds":
+            # The seed's plain client, unchanged but for its target (and the bootstrap file).
+            return argv + ["--plain", "--target", "xds:///greeter"]
         return argv + ["--target", "etcd://%s/services/greeter" % self.etcd,
                        "--policy", "round_robin"]
 
     def start_client(self, setup, calls, csv_path, name):
-        return self.procs.start(name, self.client_argv(setup, calls, csv_path))
+        env = {"GRPC_XDS_BOOTSTRAP": self.xds_bootstrap} if setup == "xds" else None
+        return self.procs.start(name, self.client_argv(setup, calls, csv_path), env)
 
 
 def read_calls(csv_path):

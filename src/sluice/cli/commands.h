@@ -17,5 +17,6 @@ CommandRunner AddRegisterCommand(CLI::App& app);
 CommandRunner AddLsCommand(CLI::App& app);
 CommandRunner AddBenchCommand(CLI::App& app);
 CommandRunner AddProxyCommand(CLI::App& app);
+CommandRunner AddXdsCommand(CLI::App& app);
 
 }  // namespace sluice::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   runners["ls"] = sluice::cli::AddLsCommand(app);
   runners["bench"] = sluice::cli::AddBenchCommand(app);
   runners["proxy"] = sluice::cli::AddProxyCommand(app);
+  runners["xds"] = sluice::cli::AddXdsCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -36,7 +36,8 @@ absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(const std::str
   }
   grpc::HealthCheckServiceInterface* service = health->server_->GetHealthCheckService();
   service->SetServingStatus("", true);
-  service->SetServingStatus(kReadinessService, router->Ready());
+  health->published_ready_ = router->Ready();
+  service->SetServingStatus(kReadinessService, health->published_ready_);
   health->follower_ = std::thread([raw = health.get()] { raw->FollowReadiness(); });
   return health;
 }
@@ -66,7 +67,8 @@ void HealthServer::SetDraining() {
 
 void HealthServer::FollowReadiness() {
   std::unique_lock<std::mutex> lock(mu_);
-  bool said = router_->Ready();
+  // From what was published at start: readiness may have changed before this thread ran.
+  bool said = published_ready_;
   while (phase_ == Phase::kServing) {
     cv_.wait_for(lock, absl::ToChronoNanoseconds(kReadinessPoll));
     if (phase_ != Phase::kServing) break;

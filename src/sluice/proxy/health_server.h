@@ -47,6 +47,7 @@ class HealthServer {
   std::mutex mu_;
   std::condition_variable cv_;
   enum class Phase { kServing, kDraining, kStopped } phase_ = Phase::kServing;  // guarded by mu_
+  bool published_ready_ = false;  // what the readiness service said at start
   std::thread follower_;
 };
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "sluice/core/json_file.h"
 
 namespace sluice::proxy {
 
@@ -16,20 +17,6 @@ absl::string_view ServiceOfPath(absl::string_view path) {
 }
 
 namespace {
-
-// Line and column of byte `offset` in `text`, 1-based.
-std::pair<size_t, size_t> LineColumn(absl::string_view text, size_t offset) {
-  size_t line = 1, column = 1;
-  for (size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      ++column;
-    }
-  }
-  return {line, column};
-}
 
 absl::Status RouteError(const std::string& file, const std::string& where, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(file, ": ", where, ": ", why));
@@ -165,17 +152,9 @@ absl::StatusOr<RouteConfig> ParseRoute(const nlohmann::json& j, const std::strin
 absl::StatusOr<std::vector<RouteConfig>> ParseRouteConfig(absl::string_view text,
                                                           const std::string& file_name,
                                                           const client::BalancerOptions& base) {
-  nlohmann::json root;
-  try {
-    root = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    const auto [line, column] = LineColumn(text, e.byte > 0 ? e.byte - 1 : 0);
-    std::string why = e.what();
-    // nlohmann's message repeats the position; keep its reason only.
-    if (size_t at = why.find(": "); at != std::string::npos) why = why.substr(at + 2);
-    return absl::InvalidArgumentError(
-        absl::StrCat(file_name, ":", line, ":", column, ": not valid JSON: ", why));
-  }
+  absl::StatusOr<nlohmann::json> parsed = ParseJsonFile(text, file_name);
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json& root = *parsed;
   if (!root.is_object()) return RouteError(file_name, "top level", "must be a JSON object");
   std::vector<RouteConfig> routes;
   std::optional<RouteConfig> default_route;  // last, whatever the key order
