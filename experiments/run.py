@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Replays the seed's load-balancing experiments under three setups, side by side, and writes a
+"""Replays the seed's load-balancing experiments under four setups, side by side, and writes a
 report with tables and SVG charts.
 
 Setups:
@@ -8,6 +8,9 @@ Setups:
           client (greeter_client --plain) connects to it.
   client  Sluice's client library: greeter_client --target etcd://.../services/greeter.
   proxy   sluice proxy balancing each call; the seed's plain client connects to it.
+  xds     sluice xds serving the registry over xDS; the seed's plain client, unchanged but for
+          its target (xds:///greeter) and GRPC_XDS_BOOTSTRAP, balances each call itself, with
+          the retry policy the proxy has (unavailable, idempotent SayHello).
 
 Experiments (backends: greeter_server on 127.0.0.11-13, registered in a real etcd):
   one_client      one client makes the seed's 50 calls: who answered
@@ -36,11 +39,12 @@ import tempfile
 import time
 
 BACKEND_IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
-SETUPS = ["l4", "client", "proxy"]
+SETUPS = ["l4", "client", "proxy", "xds"]
 SETUP_TITLES = {
     "l4": "L4 balancer (HAProxy mode tcp)",
     "client": "Sluice client library",
     "proxy": "sluice proxy",
+    "xds": "unmodified gRPC client + sluice xds",
 }
 # One colour per backend, and red for failed calls.
 COLOURS = {"127.0.0.11": "#1f77b4", "127.0.0.12": "#2ca02c", "127.0.0.13": "#9467bd",
@@ -625,6 +629,12 @@ def main():
             lab.start_haproxy()
         if "proxy" in setups:
             lab.start_proxy()
+        if "xds" in setups:
+            config = os.path.join(work, "xds.json")
+            with open(config, "w") as f:
+                json.dump({"services": {"greeter": {"retry": {"on": ["unavailable"],
+                                                              "max_attempts": 3}}}}, f)
+            lab.start_xds(extra=["--config", config])
         for setup in setups:
             print("experiments: %s: one client" % setup, flush=True)
             results["one_client"][setup] = run_one_client(lab, setup, data_dir)

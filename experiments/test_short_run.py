@@ -40,10 +40,10 @@ def main():
     def rows(setup):
         return [line for line in report.splitlines() if line.startswith("| %s |" % setup)]
 
-    for setup in ("l4", "client", "proxy"):
+    for setup in ("l4", "client", "proxy", "xds"):
         check(len(rows(setup)) >= 10, "every table has a row for '%s'" % setup)
     # The one-client table: | setup | .11 | .12 | .13 | failed |
-    for setup in ("client", "proxy"):
+    for setup in ("client", "proxy", "xds"):
         one = [r for r in rows(setup) if re.match(r"\| \w+ \| \d+ \| \d+ \| \d+ \| \d+ \|$", r)]
         if one:
             cells = [int(x) for x in one[0].strip("|").split("|")[1:]]
@@ -52,17 +52,20 @@ def main():
                   % (setup, one[0]))
         else:
             check(False, "%s: one-client row found" % setup)
-    # Kill -9 / graceful stop with the client library: no failed call.
-    for row in rows("client"):
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        if len(cells) == 6 and cells[1].startswith("127.0.0."):
-            check(cells[3] == "0", "client library: no failed call when %s goes (%s)"
-                  % (cells[1], row))
+    # Kill -9 / graceful stop with the client library, and with xDS and its retry policy: no
+    # failed call.
+    for setup in ("client", "xds"):
+        for row in rows(setup):
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            if len(cells) == 6 and cells[1].startswith("127.0.0."):
+                check(cells[3] == "0", "%s: no failed call when %s goes (%s)"
+                      % (setup, cells[1], row))
     # Returning backends get calls after the scale-up, with the library and the proxy.
     waits = [line for line in report.splitlines()
-             if re.match(r"\| (client|proxy) \| (never|[\d.]+ s) \| (never|[\d.]+ s) \|$", line)]
-    check(len(waits) == 2 and all("never" not in w for w in waits),
-          "returning backends get calls (client library and proxy): %s" % waits)
+             if re.match(r"\| (client|proxy|xds) \| (never|[\d.]+ s) \| (never|[\d.]+ s) \|$",
+                         line)]
+    check(len(waits) == 3 and all("never" not in w for w in waits),
+          "returning backends get calls (client library, proxy, xds): %s" % waits)
     print("checks: %d passed, %d failed" % (len(checks) - len(failures), len(failures)))
     return 1 if failures else 0
 

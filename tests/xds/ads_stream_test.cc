@@ -127,5 +127,20 @@ TEST(AdsStreamTest, AClientThatSubscribesLateGetsTheCurrentState) {
   EXPECT_EQ(assignment.endpoints(0).lb_endpoints_size(), 2);
 }
 
+TEST(AdsStreamTest, ASubscriptionBeforeTheRegistrysFirstReportIsAnsweredByTheFirstSnapshot) {
+  AdsStreamState state;
+  Snapshot none;  // version 0: the registry has not reported yet
+  auto early = state.OnRequest(Request(kListenerType, {"greeter"}), none);
+  EXPECT_EQ(early.kind, RequestKind::kSubscribe);
+  EXPECT_FALSE(early.response.has_value());  // not "does not exist"
+  auto early_eds = state.OnRequest(Request(kClusterLoadAssignmentType, {"other"}), none);
+  EXPECT_FALSE(early_eds.response.has_value());
+  auto pushed = state.OnSnapshot(MakeSnapshot(1, {"127.0.0.11:50051"}));
+  // Both answered: the listener, and (empty) the endpoints of a service nobody registered.
+  ASSERT_EQ(pushed.size(), 2u);
+  EXPECT_EQ(pushed[0].resources_size() + pushed[1].resources_size(), 1);
+  EXPECT_TRUE(state.OnSnapshot(MakeSnapshot(2, {"127.0.0.11:50051"})).empty());
+}
+
 }  // namespace
 }  // namespace sluice::xds

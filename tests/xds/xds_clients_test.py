@@ -7,6 +7,7 @@ register themselves, a real `sluice xds` process; nothing mocked.
 Checks, in order (one etcd and one set of backends, reset between steps):
 - a config file with a bad field is refused at start, naming its line and field;
 - spreading: both clients spread their calls over the 3 registered backends, none failing;
+- an instance started without --service serves every registered service;
 - joining: a 4th backend gets calls within 100 ms of its key appearing in etcd;
 - graceful stop: a backend stopped with SIGTERM (it deregisters, then drains) fails no call;
 - kill -9, with the retry policy of the config (unavailable, 3 attempts): no call fails;
@@ -149,6 +150,29 @@ def main():
               all(by_ip.get(ip, 0) >= 5 for ip in lab_module.BACKEND_IPS),
               "python client: 30 calls spread over the 3 backends: %s, failed %d %s" %
               (by_ip, result["failed"], result["errors"]))
+
+        # -- a second instance, with no --service: every registered service ----------------
+        every_port = lab_module.free_port()
+        every = lab.procs.start("sluice-xds-every", [
+            sluice, "xds", "--listen", "127.0.0.1:%d" % every_port, "--etcd", lab.etcd])
+        lab_module.wait_until(lambda: lab_module.can_connect("127.0.0.1", every_port), 10)
+        every_bootstrap = os.path.join(work, "every-bootstrap.json")
+        with open(every_bootstrap, "w") as f:
+            f.write(subprocess.run([sluice, "xds", "bootstrap", "--server",
+                                    "127.0.0.1:%d" % every_port, "--node-id", "every"],
+                                   check=True, capture_output=True, text=True).stdout)
+        csv_path = os.path.join(work, "every.csv")
+        proc = lab.procs.start("every-client", [
+            os.path.join(lab.bin, "greeter_client"), "--plain", "--target", "xds:///greeter",
+            "--calls", "30", "--interval", "20ms", "--csv", csv_path],
+            {"GRPC_XDS_BOOTSTRAP": every_bootstrap})
+        calls = finish(lab, proc, csv_path)
+        counts = lab_module.per_backend(calls)
+        check(len(calls) == 30 and lab_module.failed(calls) == 0 and
+              all(counts[ip] >= 5 for ip in lab_module.BACKEND_IPS),
+              "an instance serving every registered service (no --service) spreads a client "
+              "too: %s, %d failed" % (counts, lab_module.failed(calls)))
+        lab.procs.stop(every)
 
         # -- joining ------------------------------------------------------------------------
         keys = KeyWatch(lab.etcd)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sluice/cli/commands.h"
 #include "sluice/cli/etcd_flags.h"
 #include "sluice/core/http_server.h"
@@ -56,8 +57,9 @@ int RunXds(const XdsFlags& flags) {
     config = *parsed;
   }
   for (const auto& [service, settings] : config.services) {
-    if (std::find(flags.services.begin(), flags.services.end(), service) ==
-        flags.services.end()) {
+    if (!flags.services.empty() &&
+        std::find(flags.services.begin(), flags.services.end(), service) ==
+            flags.services.end()) {
       LogWarning("xds: --config has settings for ", service,
                  ", which is not served (no --service ", service, ")");
     }
@@ -67,10 +69,13 @@ int RunXds(const XdsFlags& flags) {
     std::fprintf(stderr, "sluice xds: %s\n", std::string(s.message()).c_str());
     return kExitUsage;
   }
-  discovery::DiscoveryOptions options;
-  options.etcd_username = etcd_access.username;
-  options.etcd_password = etcd_access.password;
-  options.etcd_tls = etcd_access.tls;
+  xds::RegistryWatchOptions watch_options;
+  watch_options.etcd = etcd_access;
+  watch_options.services = flags.services;
+  watch_options.config = config;
+  watch_options.discovery.etcd_username = etcd_access.username;
+  watch_options.discovery.etcd_password = etcd_access.password;
+  watch_options.discovery.etcd_tls = etcd_access.tls;
 
   xds::AdsServer ads;
   grpc::ServerBuilder builder;
@@ -88,13 +93,9 @@ int RunXds(const XdsFlags& flags) {
     return kExitFailure;
   }
 
-  std::string members;
-  for (const std::string& member : etcd_access.endpoints) {
-    absl::StrAppend(&members, members.empty() ? "" : ",", member);
-  }
+  const std::string members = absl::StrJoin(etcd_access.endpoints, ",");
   auto watch = xds::RegistryWatch::Start(
-      members, flags.services, config, options,
-      [&ads](const std::map<std::string, xds::ServiceResources>& services) {
+      std::move(watch_options), [&ads](const std::map<std::string, xds::ServiceResources>& services) {
         ads.Update(services);
       });
   if (!watch.ok()) {
@@ -126,8 +127,10 @@ int RunXds(const XdsFlags& flags) {
     }
     admin = std::move(*started);
   }
-  LogInfo("xds: serving ADS on ", flags.listen, " for ", flags.services.size(),
-          " service(s) from etcd ", members,
+  LogInfo("xds: serving ADS on ", flags.listen, " for ",
+          flags.services.empty() ? std::string("every service under services/")
+                                 : absl::StrCat(flags.services.size(), " service(s)"),
+          " from etcd ", members,
           admin ? absl::StrCat("; admin on port ", admin->port()) : std::string());
 
   const int signal = WaitForTerminationSignal();
@@ -159,7 +162,8 @@ CommandRunner AddXdsCommand(CLI::App& app) {
   cmd->add_option("--listen", flags->listen, "IP:PORT of the ADS server")->capture_default_str();
   AddEtcdFlags(*cmd, flags->etcd);
   cmd->add_option("--service", flags->services,
-                  "A service to serve (repeat for more); clients name it as xds:///SERVICE");
+                  "A service to serve (repeat for more); clients name it as xds:///SERVICE. "
+                  "None: every service registered under services/ (looked for every 2 s)");
   cmd->add_option("--config", flags->config_file,
                   "JSON file of per-service settings: timeout, retry, outlier_detection");
   cmd->add_option("--admin", flags->admin, "IP:PORT serving /metrics and /clients");
@@ -173,12 +177,6 @@ CommandRunner AddXdsCommand(CLI::App& app) {
 
   return [flags, bootstrap, boot] {
     if (boot->parsed()) return RunBootstrap(*bootstrap);
-    if (flags->services.empty()) {
-      std::fprintf(stderr,
-                   "sluice xds: name at least one --service to serve (clients then use target "
-                   "xds:///SERVICE)\n");
-      return kExitUsage;
-    }
     return RunXds(*flags);
   };
 }

@@ -19,6 +19,9 @@ AdsStreamState::Outcome AdsStreamState::OnRequest(const DiscoveryRequest& reques
     // A new subscription (or the client starting over on this type): answer in full.
     outcome.kind = RequestKind::kSubscribe;
     state.names = names;
+    // Before the registry's first report there is nothing true to say ("does not exist" would
+    // fail the client's calls): the answer waits for the first snapshot.
+    if (snapshot.version == 0) return outcome;
     outcome.response = Respond(request.type_url(), state, snapshot, /*force=*/true);
     return outcome;
   }
@@ -46,7 +49,8 @@ AdsStreamState::Outcome AdsStreamState::OnRequest(const DiscoveryRequest& reques
 std::vector<DiscoveryResponse> AdsStreamState::OnSnapshot(const Snapshot& snapshot) {
   std::vector<DiscoveryResponse> responses;
   for (auto& [type, state] : types_) {
-    if (auto response = Respond(type, state, snapshot, /*force=*/false)) {
+    // A type never answered (subscribed before the first snapshot) is answered now, even empty.
+    if (auto response = Respond(type, state, snapshot, /*force=*/state.sent_nonce.empty())) {
       responses.push_back(std::move(*response));
     }
   }
