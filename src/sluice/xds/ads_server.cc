@@ -23,6 +23,7 @@ struct AdsServer::Stream {
   bool snapshot_pending = false;  // a newer snapshot may exist: the writer looks
   Phase phase = Phase::kOpen;
   std::string peer;
+  grpc::ServerContext* context = nullptr;  // to end the stream on Stop()
 };
 
 AdsServer::~AdsServer() { Stop(); }
@@ -53,6 +54,8 @@ void AdsServer::Stop() {
     std::lock_guard<std::mutex> stream_lock(stream->mu);
     stream->phase = Stream::Phase::kClosing;
     stream->wake.notify_all();
+    // The reader is blocked in Read(); only cancelling the call wakes it.
+    stream->context->TryCancel();
   }
 }
 
@@ -78,6 +81,7 @@ grpc::Status AdsServer::StreamAggregatedResources(
     grpc::ServerReaderWriter<DiscoveryResponse, DiscoveryRequest>* rpc) {
   Stream stream;
   stream.peer = context->peer();
+  stream.context = context;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the xDS server is stopping");

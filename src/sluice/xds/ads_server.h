@@ -28,7 +28,8 @@ class AdsServer final : public envoy::service::discovery::v3::AggregatedDiscover
   // Replaces every service's resources; streams whose subscribed resources changed are sent
   // the new ones.
   void Update(const std::map<std::string, ServiceResources>& services);
-  // Ends every stream (their handlers return UNAVAILABLE) and refuses new ones; for shutdown.
+  // Ends every stream (cancelled: clients reconnect, to another instance if there is one) and
+  // refuses new ones (UNAVAILABLE); for shutdown.
   void Stop();
 
   grpc::Status StreamAggregatedResources(
