@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   std::string policy_config = "{}";
   bool retry_unavailable = true;
   bool plain = false;
+  std::string plain_lb;
   std::string csv_path;
   int metrics_port = -1;
   app.add_option("--target", target,
@@ -55,6 +56,10 @@ int main(int argc, char** argv) {
   app.add_flag("--plain", plain,
                "The seed's client as it was: one plain gRPC channel to --target (an address), no "
                "per-call balancing and no retries; to compare with an L4 balancer or a proxy");
+  app.add_option("--plain-lb", plain_lb,
+                 "With --plain: gRPC's own balancing policy for the channel (round_robin, "
+                 "pick_first), e.g. over --target ipv4:127.0.0.11:50051,127.0.0.12:50051; to "
+                 "compare with gRPC's balancer");
   app.add_option("--csv", csv_path,
                  "Also write one line per call to this file: start time (Unix ms), latency ms, "
                  "status code, backend that answered (the experiments read it)");
@@ -78,7 +83,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<sluice::client::Balancer> balancer;
   std::unique_ptr<Greeter::Stub> plain_stub;
   if (plain) {
-    plain_stub = Greeter::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    grpc::ChannelArguments args;
+    if (!plain_lb.empty()) args.SetLoadBalancingPolicyName(plain_lb);
+    plain_stub = Greeter::NewStub(
+        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
   } else {
     sluice::client::BalancerOptions options;
     options.target = target;
