@@ -129,6 +129,30 @@ TEST_F(PeakEwmaTest, AnEndpointSilentForProbeAfterIsProbedAndItsAnswerReplacesTh
   EXPECT_NEAR(Count(*picker, 2, 10000, 15)[0], 5000, 250);
 }
 
+TEST_F(PeakEwmaTest, AnUnansweredCallInFlightDoesNotKeepAnEndpointOutForGood) {
+  const auto endpoints = testing::MakeEndpoints(2);
+  // Endpoint 0's first call is a stream that never ends (a health Watch forwarded by a proxy,
+  // say); endpoint 1 answers quickly.
+  endpoints[0].stats->OnCallStarted();
+  Finish(endpoints[1], absl::Microseconds(500));
+  auto picker = Build("peak_ewma", endpoints);
+  EXPECT_EQ(Count(*picker, 2, 1000, 21)[0], 0);  // the default rtt x 2: never chosen
+  // probe_after (2 s) later, one probe goes beside the stream; only one per period.
+  clock_.Advance(absl::Seconds(2));
+  Finish(endpoints[1], absl::Microseconds(500));
+  EXPECT_EQ(Count(*picker, 2, 1000, 22)[0], 1);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(Count(*picker, 2, 1000, 23)[0], 0);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(Count(*picker, 2, 1000, 24)[0], 1);
+  // The probe answers: measured now, it competes on cost like any endpoint, its stream counting
+  // as one call in flight: against endpoint 1 with a call of its own in flight, they tie.
+  endpoints[0].stats->OnCallStarted();
+  endpoints[0].stats->OnCallFinished(true, absl::Microseconds(400), clock_.Now());
+  endpoints[1].stats->OnCallStarted();
+  EXPECT_NEAR(Count(*picker, 2, 10000, 25)[0], 5000, 250);
+}
+
 TEST_F(PeakEwmaTest, TheConfiguredDecayGovernsTheStats) {
   const auto endpoints = testing::MakeEndpoints(2);
   Build("peak_ewma", endpoints, {{"decay", "1.5s"}});

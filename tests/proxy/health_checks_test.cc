@@ -159,6 +159,48 @@ TEST(ProxyLoadReportTest, WeightedRoundRobinSteersAwayFromABackendReportingHighU
   EXPECT_GT(late[addresses[1]], 3 * late[addresses[0]]);
 }
 
+// A client library checking the proxy's own health sends a Watch stream through it, which the
+// proxy forwards to a backend for as long as the client lives. It must not count as a call stuck
+// on that backend: with peak_ewma (the default) that backend would get no call at all.
+TEST(ProxyHealthCheckTest, AClientsHealthWatchThroughTheProxyDoesNotKeepABackendOutOfPicks) {
+  std::vector<std::unique_ptr<GreeterBackend>> backends;
+  for (const char* ip : {"127.0.0.11", "127.0.0.12"}) {
+    auto backend = GreeterBackend::Start(ip);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backends.push_back(std::move(*backend));
+  }
+  auto proxy = ProxyProcess::Start(
+      absl::StrCat("static://", backends[0]->address(), ",", backends[1]->address()),
+      {"--no-health-check"});
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  // Two Watch streams, so both backends very likely carry one.
+  auto health = grpc::health::v1::Health::NewStub((*proxy)->Channel());
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<grpc::health::v1::HealthCheckResponse>>> watches;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    grpc::health::v1::HealthCheckRequest request;
+    watches.push_back(health->Watch(contexts.back().get(), request));
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(watches.back()->Read(&response));
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  auto stub = Greeter::NewStub((*proxy)->Channel());
+  std::map<std::string, int> answered;
+  for (int i = 0; i < 60; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    HelloRequest request;
+    HelloReply reply;
+    ASSERT_TRUE(stub->SayHello(&context, request, &reply).ok());
+    ++answered[reply.message().substr(reply.message().rfind("I am ") + 5)];
+  }
+  for (const auto& backend : backends) {
+    EXPECT_GE(answered[backend->address()], 10) << backend->address();
+  }
+  for (auto& context : contexts) context->TryCancel();
+}
+
 TEST(ProxyHealthServiceTest, AnswersLivenessAndReadinessItselfForProbes) {
   auto backend = GreeterBackend::Start("127.0.0.11");
   ASSERT_TRUE(backend.ok()) << backend.status();

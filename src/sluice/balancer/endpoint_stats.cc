@@ -48,6 +48,7 @@ void EndpointStats::OnCallFinished(bool success, absl::Duration latency, absl::T
   const int64_t now_ns = SaturatingNanos(now - absl::UnixEpoch());
   const int64_t decay_ns = decay_ns_.load(std::memory_order_relaxed);
   const int64_t previous_answer = last_answer_ns_.exchange(now_ns, std::memory_order_relaxed);
+  probe_clock_ns_.store(kNoSample, std::memory_order_relaxed);
   const bool after_silence =
       previous_answer != kNoSample &&
       now_ns - previous_answer >= replace_after_ns_.load(std::memory_order_relaxed);

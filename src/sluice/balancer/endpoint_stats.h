@@ -60,6 +60,22 @@ class alignas(64) EndpointStats {
     const int64_t last = last_answer_ns_.load(std::memory_order_relaxed);
     return last != kNoSample && now_ns - last >= stale_ns;
   }
+  // Rations probes of an endpoint that has calls in flight yet has not answered for a while (a
+  // long-lived stream, or a call stuck on it), so that one such call does not keep it out of
+  // the picks for good: the first ask starts the period, then true once `every_ns` has passed
+  // since the period started or the last ClaimProbe. An answer ends the period.
+  bool ProbeDue(int64_t now_ns, int64_t every_ns) const {
+    int64_t start = probe_clock_ns_.load(std::memory_order_relaxed);
+    if (start == kNoSample) {
+      probe_clock_ns_.compare_exchange_strong(start, now_ns, std::memory_order_relaxed);
+      return false;
+    }
+    return now_ns - start >= every_ns;
+  }
+  void ClaimProbe(int64_t now_ns) const {
+    probe_clock_ns_.store(now_ns, std::memory_order_relaxed);
+  }
+
   // A successful answer after this long a silence replaces the latency estimate instead of
   // blending into it (peak_ewma sets it from its probe_after): the old estimate is stale.
   void set_replace_after(absl::Duration silence) {
@@ -104,6 +120,7 @@ class alignas(64) EndpointStats {
   std::atomic<int64_t> decay_ns_;
   std::atomic<int64_t> last_answer_ns_{kNoSample};  // any outcome
   std::atomic<int64_t> replace_after_ns_{std::numeric_limits<int64_t>::max()};
+  mutable std::atomic<int64_t> probe_clock_ns_{kNoSample};  // see ProbeDue
 
   // The latest usable load report. Separate atomics: a reader racing a report may mix two
   // reports' numbers, harmless for a weight that is recomputed every update period.

@@ -30,7 +30,9 @@ class PeakEwmaConfig final : public PolicyConfig {
 // answering in well under it, and a scale-up would never reach a lightly loaded client.
 // An endpoint that has answered nothing for probe_after (it lost every comparison since) is
 // probed the same way: free while nothing is in flight to it, and its answer replaces the old
-// estimate. Without this, one slow answer (a cold first call) kept a backend out of a lightly
+// estimate. One whose calls in flight have gone unanswered for probe_after (a long-lived stream
+// is one such call; a stuck backend has several) gets one probe per probe_after beside them:
+// without it, a health Watch stream forwarded by the proxy kept its backend out of every pick. Without this, one slow answer (a cold first call) kept a backend out of a lightly
 // loaded client's picks for up to decay x ln(slow / usual), a minute or more.
 // Estimates under min_rtt count as min_rtt: sub-millisecond differences on a fast network are
 // noise, and comparing them would send nearly every call of a lightly loaded client to
@@ -56,7 +58,14 @@ class PeakEwmaPicker final : public Picker {
     const int64_t now_ns = absl::ToUnixNanos(args.now);
     const PickableEndpoint& ea = set_.endpoints[a];
     const PickableEndpoint& eb = set_.endpoints[b];
-    return PickResult::Chosen(Cost(eb, now_ns) < Cost(ea, now_ns) ? eb.index : ea.index);
+    const double cost_a = Cost(ea, now_ns);
+    const double cost_b = Cost(eb, now_ns);
+    const PickableEndpoint& chosen = cost_b < cost_a ? eb : ea;
+    // A probe sent beside calls already in flight: the next one only after probe_after again.
+    if ((cost_b < cost_a ? cost_b : cost_a) == 0.0 && chosen.stats->in_flight() > 0) {
+      chosen.stats->ClaimProbe(now_ns);
+    }
+    return PickResult::Chosen(chosen.index);
   }
 
  private:
@@ -64,12 +73,18 @@ class PeakEwmaPicker final : public Picker {
     const int64_t in_flight = e.stats->in_flight();
     double latency_ns = e.stats->ReadEstimateNanos(now_ns, kUnmeasured);
     if (latency_ns == kUnmeasured) {
-      // Never answered at all: free, so it is tried. Answered only with failures (which leave
-      // no latency sample): the default, so a backend failing from its first call is not
+      if (e.stats->calls() == 0) {
+        // Never answered at all: free while nothing is in flight to it, so it is tried. With a
+        // first call out and unanswered (a long-lived stream, say) for probe_after: probed.
+        if (in_flight == 0 || e.stats->ProbeDue(now_ns, probe_after_ns_)) return 0.0;
+      }
+      // Otherwise (its first call still running, or answers that were all failures, which
+      // leave no latency sample) the default, so a backend failing from its first call is not
       // mistaken for a new one and sent every call.
-      latency_ns = in_flight == 0 && e.stats->calls() == 0 ? 0.0 : default_rtt_ns_;
-    } else if (in_flight == 0 && e.stats->AnswerIsStale(now_ns, probe_after_ns_)) {
-      latency_ns = 0.0;  // a probe
+      latency_ns = default_rtt_ns_;
+    } else if (e.stats->AnswerIsStale(now_ns, probe_after_ns_) &&
+               (in_flight == 0 || e.stats->ProbeDue(now_ns, probe_after_ns_))) {
+      return 0.0;  // a probe
     } else if (latency_ns < min_rtt_ns_) {
       latency_ns = min_rtt_ns_;
     }

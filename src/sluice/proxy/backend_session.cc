@@ -31,11 +31,18 @@ int OnDataChunkCb(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* d
 int OnStreamCloseCb(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* ud) {
   return Session(ud)->OnStreamClose(stream_id, error_code);
 }
-ssize_t ReadRequestBodyCb(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
+// Request DATA goes without a copy through nghttp2's buffers, as responses do on the client side.
+ssize_t ReadRequestBodyCb(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length,
                           uint32_t* flags, nghttp2_data_source*, void* ud) {
   Call* call = Session(ud)->FindStream(stream_id);
   if (call == nullptr) return NGHTTP2_ERR_DEFERRED;  // detached; its RST is queued
-  return call->ReadRequestBody(buf, length, flags);
+  const ssize_t n = call->PlanRequestBody(length, flags);
+  if (n >= 0) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  return n;
+}
+int SendRequestDataCb(nghttp2_session*, nghttp2_frame* frame, const uint8_t* frame_header,
+                      size_t length, nghttp2_data_source*, void* ud) {
+  return Session(ud)->SendDataFrame(frame, frame_header, length);
 }
 
 // One set for every backend session of the process (nghttp2 only reads them).
@@ -48,6 +55,7 @@ const nghttp2_session_callbacks* ClientCallbacks() {
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, OnFrameRecvCb);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, OnDataChunkCb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, OnStreamCloseCb);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, SendRequestDataCb);
     return cbs;
   }();
   return callbacks;
@@ -159,6 +167,14 @@ int32_t BackendSession::SubmitRequest(Call* call, const HeaderBlock& headers,
 void BackendSession::ResumeBody(int32_t stream, bool was_deferred) {
   if (was_deferred) nghttp2_session_resume_data(session_, stream);
   MarkDirty();
+}
+
+bool BackendSession::TakeBody(Call& call, int32_t stream_id, size_t n,
+                              absl::FunctionRef<void(const char*, size_t)> sink) {
+  // A retried call's earlier attempt may still have a frame queued here: not its bytes now.
+  if (!call.OwnsBackendStream(this, stream_id)) return false;
+  call.TakeRequestBody(n, sink);
+  return true;
 }
 
 void BackendSession::Consume(int32_t stream, size_t bytes) {

@@ -56,6 +56,8 @@ class BackendSession final : public BackendSide, public Connection {
 
  protected:
   const char* side() const override { return "backend"; }
+  bool TakeBody(Call& call, int32_t stream_id, size_t n,
+                absl::FunctionRef<void(const char*, size_t)> sink) override;
   bool OnHandshakeDone() override;
 
  private:

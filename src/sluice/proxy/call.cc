@@ -27,6 +27,9 @@ grpc::StatusCode StatusOf(const HeaderBlock& headers) {
   return static_cast<grpc::StatusCode>(code);
 }
 
+// gRPC's health-check stream, as clients checking the proxy itself send it.
+constexpr absl::string_view kHealthWatchMethod = "/grpc.health.v1.Health/Watch";
+
 }  // namespace
 
 void Call::Begin(CallHost* host, uint64_t id, ClientSide* client, int32_t stream) {
@@ -52,6 +55,7 @@ void Call::Begin(CallHost* host, uint64_t id, ClientSide* client, int32_t stream
   path_.clear();
   deadline_ = absl::InfiniteFuture();
   idempotent_ = false;
+  accounting_ = LoadAccounting::kCounted;
   hash_key_.reset();
   balancer_ = nullptr;
   req_buf_.clear();
@@ -120,6 +124,7 @@ void Call::OnRequestHeadersComplete() {
     return;
   }
   idempotent_ = balancer_->IsIdempotent(path_);
+  if (path_ == kHealthWatchMethod) accounting_ = LoadAccounting::kNotCounted;
   retry_.emplace(balancer_->retry_budget(), balancer_->options().retry, idempotent_, deadline_);
   const std::string& hash_header = host_->options().hash_header;
   if (!hash_header.empty()) {
@@ -168,7 +173,7 @@ void Call::AttachToBackend(std::shared_ptr<client::Backend> backend) {
   phase_ = CallPhase::kAttempting;
   attempt_ = AttemptState::kAwaitingResponse;
   const absl::Time attempt_deadline = retry_->StartAttempt(now);
-  balancer_->OnCallStarted(*backend_);
+  if (accounting_ == LoadAccounting::kCounted) balancer_->OnCallStarted(*backend_);
 
   BackendSide* side = host_->BackendFor(*backend_, *balancer_);
   if (side == nullptr) {
@@ -259,7 +264,7 @@ void Call::FinishAttempt(grpc::StatusCode code) {
   outcome_ = code;
   CancelTimer(&attempt_timer_);
   const absl::Duration latency = host_->Now() - attempt_start_;
-  balancer_->OnCallFinished(*backend_, code, latency);
+  if (accounting_ == LoadAccounting::kCounted) balancer_->OnCallFinished(*backend_, code, latency);
   backend_metrics_->Record(static_cast<int>(code), latency);
   previous_backend_ = std::move(backend_);
   backend_ = nullptr;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -110,6 +111,10 @@ enum class RetryCopy : uint8_t { kKept, kReleased };
 // A body nghttp2 is reading from the call: kDeferred when it found nothing to send and waits
 // for ResumeBody.
 enum class BodyFeed : uint8_t { kFlowing, kDeferred };
+// Whether the call's attempts feed the balancer (calls in flight, latency, outlier detection).
+// A health Watch (a client's library checking the proxy) is a stream that lives as long as the
+// client: counted, it would look like a call stuck on one backend.
+enum class LoadAccounting : uint8_t { kCounted, kNotCounted };
 
 // One gRPC call through the proxy: a client stream and, while an attempt is open, a backend
 // stream. A state machine fed by both sessions and by its host's timers; it owns the request
@@ -159,6 +164,21 @@ class Call {
   void OnRequestEnd();
   // The client's stream is gone (done, reset, or its connection closed).
   void OnClientStreamClosed();
+  // Whether the call's current streams are these (a queued frame of an earlier attempt is not).
+  bool OwnsClientStream(const ClientSide* side, int32_t stream) const {
+    return client_ == side && client_stream_ == stream;
+  }
+  bool OwnsBackendStream(const BackendSide* side, int32_t stream) const {
+    return backend_side_ == side && backend_stream_ == stream;
+  }
+
+  // A response DATA frame in two steps, so its bytes can go from the call's buffer straight
+  // into the connection's output (nghttp2's NO_COPY): Plan says how many bytes the frame takes
+  // (at most `length`) and sets EOF (submitting trailers) when they are the last, or returns
+  // NGHTTP2_ERR_DEFERRED when there are none yet; Take hands exactly those bytes to `sink` and
+  // returns their flow-control credit to the backend. ReadResponseBody does both, copying.
+  ssize_t PlanResponseBody(size_t length, uint32_t* flags);
+  void TakeResponseBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink);
   ssize_t ReadResponseBody(uint8_t* buf, size_t length, uint32_t* flags);
 
   // From the backend's session, for the current attempt's stream.
@@ -175,6 +195,9 @@ class Call {
   void OnBackendStreamClosed(uint32_t error_code, uint64_t* unconsumed);
   // The backend connection closed under the attempt; `never_connected`: it never opened.
   void OnBackendConnectionLost(bool never_connected);
+  // The same two steps for request DATA towards the backend (credit goes back to the client).
+  ssize_t PlanRequestBody(size_t length, uint32_t* flags);
+  void TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink);
   ssize_t ReadRequestBody(uint8_t* buf, size_t length, uint32_t* flags);
 
   // From the host.
@@ -242,6 +265,7 @@ class Call {
   std::string path_;
   absl::Time deadline_ = absl::InfiniteFuture();
   bool idempotent_ = false;
+  LoadAccounting accounting_ = LoadAccounting::kCounted;
   std::optional<uint64_t> hash_key_;  // ring_hash's key, from --hash-header
   client::Balancer* balancer_ = nullptr;
 

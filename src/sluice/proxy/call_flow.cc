@@ -60,10 +60,24 @@ void Call::OnRequestEnd() {
   ResumeRequest();
 }
 
-ssize_t Call::ReadRequestBody(uint8_t* buf, size_t length, uint32_t* flags) {
-  const size_t offset = req_sent_ - req_base_;
-  const size_t n = std::min(length, req_buf_.size() - offset);
-  if (n > 0) memcpy(buf, req_buf_.data() + offset, n);
+ssize_t Call::PlanRequestBody(size_t length, uint32_t* flags) {
+  const size_t unsent = req_buf_.size() - (req_sent_ - req_base_);
+  const size_t n = std::min(length, unsent);
+  if (n == unsent) {  // this frame takes everything there is
+    if (request_ == RequestState::kComplete) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return static_cast<ssize_t>(n);
+    }
+    if (n == 0) {
+      request_feed_ = BodyFeed::kDeferred;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void Call::TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink) {
+  if (n > 0) sink(req_buf_.data() + (req_sent_ - req_base_), n);
   req_sent_ += n;
   if (req_sent_ > req_consumed_) {
     // The backend's session has the bytes now: the client may send as much again.
@@ -78,17 +92,15 @@ ssize_t Call::ReadRequestBody(uint8_t* buf, size_t length, uint32_t* flags) {
       Account();
     }
   }
-  if (req_sent_ - req_base_ == req_buf_.size()) {
-    if (request_ == RequestState::kComplete) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      return static_cast<ssize_t>(n);
-    }
-    if (n == 0) {
-      request_feed_ = BodyFeed::kDeferred;
-      return NGHTTP2_ERR_DEFERRED;
-    }
-  }
-  return static_cast<ssize_t>(n);
+}
+
+ssize_t Call::ReadRequestBody(uint8_t* buf, size_t length, uint32_t* flags) {
+  const ssize_t n = PlanRequestBody(length, flags);
+  if (n < 0) return n;
+  TakeRequestBody(static_cast<size_t>(n), [buf](const char* data, size_t len) {
+    memcpy(buf, data, len);
+  });
+  return n;
 }
 
 void Call::OnResponseData(const uint8_t* data, size_t len) {
@@ -99,9 +111,27 @@ void Call::OnResponseData(const uint8_t* data, size_t len) {
   ResumeResponse();
 }
 
-ssize_t Call::ReadResponseBody(uint8_t* buf, size_t length, uint32_t* flags) {
-  const size_t n = std::min(length, resp_buf_.size() - resp_off_);
-  if (n > 0) memcpy(buf, resp_buf_.data() + resp_off_, n);
+ssize_t Call::PlanResponseBody(size_t length, uint32_t* flags) {
+  const size_t unsent = resp_buf_.size() - resp_off_;
+  const size_t n = std::min(length, unsent);
+  if (n == unsent) {  // this frame takes everything there is
+    if (response_ == ResponseState::kEnded) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!resp_trailers_.empty() && client_->SubmitTrailers(client_stream_, resp_trailers_)) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+      return static_cast<ssize_t>(n);
+    }
+    if (n == 0) {
+      response_feed_ = BodyFeed::kDeferred;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void Call::TakeResponseBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink) {
+  if (n > 0) sink(resp_buf_.data() + resp_off_, n);
   resp_off_ += n;
   if (backend_side_ != nullptr && resp_unconsumed_ > 0) {
     const uint64_t credit = std::min<uint64_t>(n, resp_unconsumed_);
@@ -117,20 +147,15 @@ ssize_t Call::ReadResponseBody(uint8_t* buf, size_t length, uint32_t* flags) {
     resp_off_ = 0;
     Account();
   }
-  if (resp_buf_.empty()) {
-    if (response_ == ResponseState::kEnded) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
-      if (!resp_trailers_.empty() && client_->SubmitTrailers(client_stream_, resp_trailers_)) {
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      }
-      return static_cast<ssize_t>(n);
-    }
-    if (n == 0) {
-      response_feed_ = BodyFeed::kDeferred;
-      return NGHTTP2_ERR_DEFERRED;
-    }
-  }
-  return static_cast<ssize_t>(n);
+}
+
+ssize_t Call::ReadResponseBody(uint8_t* buf, size_t length, uint32_t* flags) {
+  const ssize_t n = PlanResponseBody(length, flags);
+  if (n < 0) return n;
+  TakeResponseBody(static_cast<size_t>(n), [buf](const char* data, size_t len) {
+    memcpy(buf, data, len);
+  });
+  return n;
 }
 
 void Call::ResumeResponse() {

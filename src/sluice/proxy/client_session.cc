@@ -36,11 +36,19 @@ int OnInvalidFrameCb(nghttp2_session*, const nghttp2_frame* frame, int error, vo
              frame->hd.stream_id, ") from ", Session(ud)->peer(), ": ", nghttp2_strerror(error));
   return 0;
 }
-ssize_t ReadResponseBodyCb(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
+// Response DATA goes without a copy through nghttp2's buffers: the read callback only says how
+// much the frame takes; SendResponseDataCb then moves the bytes into the connection's output.
+ssize_t ReadResponseBodyCb(nghttp2_session*, int32_t stream_id, uint8_t*, size_t length,
                            uint32_t* flags, nghttp2_data_source*, void* ud) {
   Call* call = Session(ud)->FindStream(stream_id);
   if (call == nullptr) return NGHTTP2_ERR_DEFERRED;
-  return call->ReadResponseBody(buf, length, flags);
+  const ssize_t n = call->PlanResponseBody(length, flags);
+  if (n >= 0) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  return n;
+}
+int SendResponseDataCb(nghttp2_session*, nghttp2_frame* frame, const uint8_t* frame_header,
+                       size_t length, nghttp2_data_source*, void* ud) {
+  return Session(ud)->SendDataFrame(frame, frame_header, length);
 }
 
 // One set for every client session of the process (nghttp2 only reads them).
@@ -54,6 +62,7 @@ const nghttp2_session_callbacks* ServerCallbacks() {
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, OnDataChunkCb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, OnStreamCloseCb);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, OnInvalidFrameCb);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, SendResponseDataCb);
     return cbs;
   }();
   return callbacks;
@@ -152,6 +161,13 @@ bool ClientSession::SubmitTrailers(int32_t stream, const HeaderBlock& trailers) 
 void ClientSession::ResumeBody(int32_t stream, bool was_deferred) {
   if (was_deferred) nghttp2_session_resume_data(session_, stream);
   MarkDirty();
+}
+
+bool ClientSession::TakeBody(Call& call, int32_t stream_id, size_t n,
+                             absl::FunctionRef<void(const char*, size_t)> sink) {
+  if (!call.OwnsClientStream(this, stream_id)) return false;
+  call.TakeResponseBody(n, sink);
+  return true;
 }
 
 void ClientSession::Consume(int32_t stream, size_t bytes) {

@@ -51,6 +51,8 @@ class ClientSession final : public ClientSide, public Connection {
 
  protected:
   const char* side() const override { return "client"; }
+  bool TakeBody(Call& call, int32_t stream_id, size_t n,
+                absl::FunctionRef<void(const char*, size_t)> sink) override;
 
  private:
   enum class Goaway : uint8_t { kNone, kNoticeSent, kFinalSent };

@@ -131,6 +131,23 @@ void Connection::ReadFrom() {
   MarkDirty();
 }
 
+int Connection::SendDataFrame(const nghttp2_frame* frame, const uint8_t* frame_header,
+                              size_t length) {
+  if (out_.size() - out_off_ >= env_->options->write_buffer_limit) return NGHTTP2_ERR_WOULDBLOCK;
+  Call* call = FindStream(frame->hd.stream_id);
+  // No padding is ever asked for (no select-padding callback), so the frame is header + data.
+  if (call == nullptr || frame->data.padlen > 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  const size_t before = out_.size();
+  out_.append(reinterpret_cast<const char*>(frame_header), 9);
+  const bool taken = TakeBody(*call, frame->hd.stream_id, length,
+                              [this](const char* data, size_t n) { out_.append(data, n); });
+  if (!taken || out_.size() - before != 9 + length) {
+    out_.resize(before);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
 void Connection::Flush() {
   if (dead_ || phase_ != Phase::kOpen) return;
   const size_t limit = env_->options->write_buffer_limit;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "sluice/proxy/event_loop.h"
 #include "sluice/proxy/metrics.h"
@@ -82,6 +83,13 @@ class Connection : public IoHandler {
   std::vector<Call*> TakeStreams();
   size_t stream_count() const { return streams_.size(); }
 
+  // nghttp2's send-data callback for a DATA frame sent without a copy (NO_COPY): its 9-byte
+  // header, then the call's `length` bytes straight from the call's buffer into the output.
+  // Returns 0, NGHTTP2_ERR_WOULDBLOCK while the output is full (nghttp2 asks again after the
+  // next write), or NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE (that stream is reset) if the
+  // stream's call is gone.
+  int SendDataFrame(const nghttp2_frame* frame, const uint8_t* frame_header, size_t length);
+
   void OnIo(uint32_t events) override;
   // The connection is closing: its calls learn it. Called once, by the worker, before delete.
   virtual void OnClosed() = 0;
@@ -96,6 +104,10 @@ class Connection : public IoHandler {
     want_write_ = want_write;
     env_->loop->Add(transport_.fd(), this, want_write);
   }
+  // Hands `n` bytes of `call`'s body for `stream_id` to `sink` (the response towards a client,
+  // the request towards a backend); false if the call no longer owns that stream.
+  virtual bool TakeBody(Call& call, int32_t stream_id, size_t n,
+                        absl::FunctionRef<void(const char*, size_t)> sink) = 0;
   // Runs the handshake; true once the connection is open.
   bool Handshake();
   void SetWantWrite(bool on);
