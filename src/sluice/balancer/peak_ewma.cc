@@ -31,9 +31,10 @@ class PeakEwmaConfig final : public PolicyConfig {
 // An endpoint that has answered nothing for probe_after (it lost every comparison since) is
 // probed the same way: free while nothing is in flight to it, and its answer replaces the old
 // estimate. One whose calls in flight have gone unanswered for probe_after (a long-lived stream
-// is one such call; a stuck backend has several) gets one probe per probe_after beside them:
-// without it, a health Watch stream forwarded by the proxy kept its backend out of every pick. Without this, one slow answer (a cold first call) kept a backend out of a lightly
-// loaded client's picks for up to decay x ln(slow / usual), a minute or more.
+// is one such call; a stuck backend has several) gets one probe per probe_after beside them.
+// Without these, one slow answer (a cold first call) kept a backend out of a lightly loaded
+// client's picks for up to decay x ln(slow / usual), a minute or more, and one never-ending
+// first call (a long-lived stream) kept it out for good.
 // Estimates under min_rtt count as min_rtt: sub-millisecond differences on a fast network are
 // noise, and comparing them would send nearly every call of a lightly loaded client to
 // whichever backend happened to answer fastest lately; floored, such backends compare by calls
@@ -60,9 +61,10 @@ class PeakEwmaPicker final : public Picker {
     const PickableEndpoint& eb = set_.endpoints[b];
     const double cost_a = Cost(ea, now_ns);
     const double cost_b = Cost(eb, now_ns);
-    const PickableEndpoint& chosen = cost_b < cost_a ? eb : ea;
+    const bool take_b = cost_b < cost_a;
+    const PickableEndpoint& chosen = take_b ? eb : ea;
     // A probe sent beside calls already in flight: the next one only after probe_after again.
-    if ((cost_b < cost_a ? cost_b : cost_a) == 0.0 && chosen.stats->in_flight() > 0) {
+    if ((take_b ? cost_b : cost_a) == 0.0 && chosen.stats->in_flight() > 0) {
       chosen.stats->ClaimProbe(now_ns);
     }
     return PickResult::Chosen(chosen.index);
@@ -106,7 +108,8 @@ class PeakEwmaFactory final : public PolicyFactory {
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
     absl::StatusOr<ConfigReader> reader =
-        ConfigReader::Create(kPolicyName, config, {"default_rtt", "decay", "min_rtt", "probe_after"});
+        ConfigReader::Create(kPolicyName, config,
+                             {"default_rtt", "decay", "min_rtt", "probe_after"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<PeakEwmaConfig>();
     if (absl::Status s = reader->ReadPositiveDuration("default_rtt", &parsed->default_rtt);

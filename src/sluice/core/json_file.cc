@@ -1,9 +1,13 @@
 #include "sluice/core/json_file.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace sluice {
+namespace {
 
+// Line and column (1-based) of byte `offset` in `text`.
 std::pair<size_t, size_t> LineColumn(absl::string_view text, size_t offset) {
   size_t line = 1, column = 1;
   for (size_t i = 0; i < offset && i < text.size(); ++i) {
@@ -16,6 +20,8 @@ std::pair<size_t, size_t> LineColumn(absl::string_view text, size_t offset) {
   }
   return {line, column};
 }
+
+}  // namespace
 
 absl::StatusOr<nlohmann::json> ParseJsonFile(absl::string_view text,
                                              const std::string& file_name) {

@@ -2,16 +2,12 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace sluice {
-
-// Line and column (1-based) of byte `offset` in `text`.
-std::pair<size_t, size_t> LineColumn(absl::string_view text, size_t offset);
 
 // Parses a configuration file's text. On malformed JSON the error reads
 // "FILE:LINE:COLUMN: not valid JSON: why".

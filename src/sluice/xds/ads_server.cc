@@ -19,7 +19,6 @@ struct AdsServer::Stream {
   std::condition_variable wake;
   AdsStreamState state;
   std::deque<DiscoveryResponse> outbox;
-  uint64_t snapshot_seen = 0;     // the snapshot version the state last saw
   bool snapshot_pending = false;  // a newer snapshot may exist: the writer looks
   Phase phase = Phase::kOpen;
   std::string peer;
@@ -35,9 +34,7 @@ void AdsServer::Update(const std::map<std::string, ServiceResources>& services) 
   snapshot_.table = std::move(table);
   endpoints_per_service_.clear();
   for (const auto& [service, resources] : services) {
-    size_t serving = 0;
-    for (const Endpoint& e : resources.endpoints.endpoints()) serving += !e.draining;
-    endpoints_per_service_[service] = serving;
+    endpoints_per_service_[service] = ServedEndpoints(resources.endpoints).size();
   }
   // Each writer compares the snapshot with what its client has and sends what changed.
   for (Stream* stream : streams_) {
@@ -59,9 +56,10 @@ void AdsServer::Stop() {
   }
 }
 
-uint64_t AdsServer::version() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return snapshot_.version;
+Snapshot AdsServer::LockStream(std::unique_lock<std::mutex>& stream_lock) {
+  std::lock_guard<std::mutex> server_lock(mu_);
+  stream_lock.lock();
+  return snapshot_;
 }
 
 void AdsServer::CountRequest(const std::string& type, AdsStreamState::RequestKind kind) {
@@ -88,14 +86,10 @@ grpc::Status AdsServer::StreamAggregatedResources(
     streams_.insert(&stream);
     ++streams_total_;
   }
-  auto current_snapshot = [this] {
-    std::lock_guard<std::mutex> lock(mu_);
-    return snapshot_;
-  };
-
   // The writer: sends queued responses, and what changed whenever the snapshot moves on.
   // Lock order everywhere: mu_ before a stream's mu, so neither thread takes mu_ while holding
-  // stream.mu.
+  // stream.mu. Both threads take the snapshot with LockStream, so what one answers from is never
+  // older than what the other answered from before.
   std::thread writer([&] {
     std::unique_lock<std::mutex> lock(stream.mu);
     while (true) {
@@ -107,13 +101,9 @@ grpc::Status AdsServer::StreamAggregatedResources(
       if (stream.snapshot_pending) {
         stream.snapshot_pending = false;
         lock.unlock();
-        const Snapshot snapshot = current_snapshot();
-        lock.lock();
-        if (snapshot.version > stream.snapshot_seen) {
-          stream.snapshot_seen = snapshot.version;
-          for (auto& response : stream.state.OnSnapshot(snapshot)) {
-            stream.outbox.push_back(std::move(response));
-          }
+        const Snapshot snapshot = LockStream(lock);
+        for (auto& response : stream.state.OnSnapshot(snapshot)) {
+          stream.outbox.push_back(std::move(response));
         }
       }
       std::deque<DiscoveryResponse> batch;
@@ -131,8 +121,8 @@ grpc::Status AdsServer::StreamAggregatedResources(
 
   DiscoveryRequest request;
   while (rpc->Read(&request)) {
-    const Snapshot snapshot = current_snapshot();
-    std::unique_lock<std::mutex> lock(stream.mu);
+    std::unique_lock<std::mutex> lock(stream.mu, std::defer_lock);
+    const Snapshot snapshot = LockStream(lock);
     if (stream.phase == Stream::Phase::kClosing) break;
     const bool first = stream.state.node().id().empty() && request.has_node();
     AdsStreamState::Outcome outcome = stream.state.OnRequest(request, snapshot);
@@ -149,7 +139,6 @@ grpc::Status AdsServer::StreamAggregatedResources(
                  request.error_detail().message());
     }
     if (outcome.response) {
-      stream.snapshot_seen = std::max(stream.snapshot_seen, snapshot.version);
       stream.outbox.push_back(std::move(*outcome.response));
       stream.wake.notify_all();
     }

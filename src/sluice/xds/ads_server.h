@@ -42,7 +42,6 @@ class AdsServer final : public envoy::service::discovery::v3::AggregatedDiscover
   nlohmann::json ClientsJson() const;
   // GET /metrics: Prometheus text.
   std::string MetricsText() const;
-  uint64_t version() const;
 
  private:
   struct Stream;
@@ -52,12 +51,15 @@ class AdsServer final : public envoy::service::discovery::v3::AggregatedDiscover
     int64_t nacks = 0;
   };
 
+  // Locks a stream (`stream_lock`, on its mu) and returns the current snapshot, read under mu_
+  // in the same motion: no newer snapshot can have reached the stream in between.
+  Snapshot LockStream(std::unique_lock<std::mutex>& stream_lock);
   void CountRequest(const std::string& type, AdsStreamState::RequestKind kind);
   void CountResponse(const std::string& type);
 
   mutable std::mutex mu_;
   Snapshot snapshot_;
-  std::map<std::string, size_t> endpoints_per_service_;
+  std::map<std::string, size_t> endpoints_per_service_;  // ServedEndpoints of each
   std::set<Stream*> streams_;
   bool stopped_ = false;
   int64_t streams_total_ = 0;

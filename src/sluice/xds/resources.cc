@@ -104,8 +104,7 @@ cluster_v3::Cluster BuildCluster(const std::string& service, const ServiceSettin
   return cluster;
 }
 
-endpoint_v3::ClusterLoadAssignment BuildClusterLoadAssignment(const std::string& service,
-                                                              const EndpointSet& endpoints) {
+std::vector<std::pair<const Endpoint*, HostPort>> ServedEndpoints(const EndpointSet& endpoints) {
   std::vector<std::pair<const Endpoint*, HostPort>> serving;
   for (const Endpoint& endpoint : endpoints.endpoints()) {
     if (endpoint.draining) continue;
@@ -113,6 +112,12 @@ endpoint_v3::ClusterLoadAssignment BuildClusterLoadAssignment(const std::string&
     if (!address.ok() || !IsIpLiteral(address->host)) continue;
     serving.emplace_back(&endpoint, *address);
   }
+  return serving;
+}
+
+endpoint_v3::ClusterLoadAssignment BuildClusterLoadAssignment(const std::string& service,
+                                                              const EndpointSet& endpoints) {
+  const std::vector<std::pair<const Endpoint*, HostPort>> serving = ServedEndpoints(endpoints);
   // Equal weights: one locality, in which gRPC round-robins exactly. Different weights: one
   // locality per endpoint, weighted by it, since gRPC 1.51 honours only locality weights (its
   // weighted_target then picks localities at random in proportion).

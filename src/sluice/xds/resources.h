@@ -2,12 +2,15 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "envoy/config/listener/v3/listener.pb.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "google/protobuf/any.pb.h"
+#include "sluice/core/address.h"
 #include "sluice/core/endpoint.h"
 #include "sluice/xds/xds_config.h"
 
@@ -34,10 +37,12 @@ envoy::config::listener::v3::Listener BuildListener(const std::string& service,
 // crash on the one and lack the other), with the configured outlier detection.
 envoy::config::cluster::v3::Cluster BuildCluster(const std::string& service,
                                                  const ServiceSettings& settings);
+// The endpoints clients are sent, with their parsed addresses: not draining, and with an IP
+// literal for an address (gRPC clients need addresses, not names).
+std::vector<std::pair<const Endpoint*, HostPort>> ServedEndpoints(const EndpointSet& endpoints);
 // Equal weights: one locality holding every endpoint (exact round robin). Otherwise one locality
 // per endpoint, weighted by the endpoint's weight: gRPC 1.51 ignores per-endpoint weights but
-// honours locality weights. Draining endpoints are left out; so are addresses that are not IP
-// literals (gRPC clients need addresses, not names).
+// honours locality weights. Only ServedEndpoints are sent.
 envoy::config::endpoint::v3::ClusterLoadAssignment BuildClusterLoadAssignment(
     const std::string& service, const EndpointSet& endpoints);
 
