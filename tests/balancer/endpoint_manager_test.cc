@@ -99,6 +99,37 @@ TEST_F(EndpointManagerTest, AnEndpointIsPickableWhenItsTransportIsReadyAndHealth
   EXPECT_EQ(manager->Views()[1].state, "transient_failure");
 }
 
+TEST_F(EndpointManagerTest, APickThatDoesNotWaitForReadyFailsOnceNoEndpointIsComing) {
+  // gRPC's rule for calls without wait_for_ready: queue while something is connecting (or its
+  // first health answer is due), fail once every endpoint has failed; with it, keep waiting.
+  auto manager = Make(TransportState::kIdle);
+  auto joined = Set(*manager, {At(1), At(2)});
+  std::vector<std::string> impatient, patient;
+  auto record = [](std::vector<std::string>* into) {
+    return [into](absl::StatusOr<std::shared_ptr<EndpointHandle>> got) {
+      into->push_back(got.ok() ? (*got)->address() : std::string(got.status().message()));
+    };
+  };
+  const absl::Time deadline = clock_.Now() + absl::Seconds(10);
+  manager->AddPendingPick({deadline, std::nullopt, nullptr, record(&impatient), false});
+  manager->AddPendingPick({deadline, std::nullopt, nullptr, record(&patient), true});
+  EXPECT_EQ(manager->snapshot()->coming, 2u);
+  manager->SetTransport(joined[0], TransportState::kTransientFailure);
+  // A ready transport whose first health answer is due is still coming.
+  manager->SetHealth(joined[1], HealthState::kPending);
+  manager->SetTransport(joined[1], TransportState::kReady);
+  EXPECT_EQ(manager->snapshot()->coming, 1u);
+  EXPECT_TRUE(impatient.empty() && patient.empty());
+  manager->SetHealth(joined[1], HealthState::kNotServing);
+  EXPECT_EQ(manager->snapshot()->coming, 0u);
+  ASSERT_EQ(impatient.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(impatient[0], "none of its 2 endpoints is ready")) << impatient[0];
+  EXPECT_TRUE(patient.empty()) << "a pick that waits for ready waits until its deadline";
+  manager->SetHealth(joined[1], HealthState::kServing);
+  ASSERT_EQ(patient.size(), 1u);
+  EXPECT_EQ(patient[0], joined[1]->address());
+}
+
 TEST_F(EndpointManagerTest, WithoutATransportWatcherEveryEndpointIsReadyAtOnce) {
   auto manager = Make(TransportState::kReady);
   Set(*manager, {At(1), At(2), At(3)});

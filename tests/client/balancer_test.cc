@@ -17,6 +17,7 @@
 #include "greeter_backend.h"
 #include "greeter_load.h"
 #include "process.h"
+#include "ready_transport.h"
 #include "sluice/client/call.h"
 #include "sluice/registry/registrar.h"
 
@@ -292,7 +293,7 @@ TEST_F(EtcdBalancerTest, EjectedEndpointsComeBackWhenTheOthersLeave) {
   // Ejection is what this test is about; round robin keeps sending the failing endpoints calls
   // (peak_ewma would stop picking them after a failure and never eject them).
   options.policy = "round_robin";
-  options.manage_channels = false;
+  options.transport_watcher = std::make_shared<testing::ReadyTransport>();
   options.clock = &clock;
   options.outlier_detection.consecutive_failures = 2;
   options.outlier_detection.max_ejection_percent = 50;

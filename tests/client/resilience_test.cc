@@ -14,6 +14,7 @@
 #include "greeter_backend.h"
 #include "greeter_load.h"
 #include "process.h"
+#include "ready_transport.h"
 #include "sluice/client/balancer.h"
 #include "sluice/client/call.h"
 #include "sluice/registry/registrar.h"
@@ -367,7 +368,7 @@ TEST(ExternalChannelsTest, WithoutManagedChannelsEveryEndpointIsPickableAtOnceAn
   FakeClock clock;
   client::BalancerOptions options;
   options.target = "static://127.0.0.41:1,127.0.0.42:1,127.0.0.43:1";
-  options.manage_channels = false;
+  options.transport_watcher = std::make_shared<testing::ReadyTransport>();
   options.health_check.enabled = false;  // nothing listens: only the inputs under test decide
   options.clock = &clock;
   options.outlier_detection.consecutive_failures = 2;

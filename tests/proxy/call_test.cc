@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "ready_transport.h"
 #include "sluice/core/clock.h"
 
 namespace sluice::proxy {
@@ -95,7 +96,7 @@ class FakeHost final : public CallHost {
     return metrics_.ForBackend(address);
   }
   void WaitForPick(Call*, client::Balancer&, absl::Time, std::optional<uint64_t>,
-                   const client::Backend*) override {
+                   const client::Backend*, bool) override {
     ++pick_waits;
   }
   void RetrySoon(Call*) override { ++retries_soon; }
@@ -136,7 +137,7 @@ class CallTest : public ::testing::Test {
                     int budget_min = 10) {
     client::BalancerOptions options;
     options.target = "static://127.0.0.11:1,127.0.0.12:1,127.0.0.13:1";
-    options.manage_channels = false;
+    options.transport_watcher = std::make_shared<sluice::testing::ReadyTransport>();
     options.health_check.enabled = false;  // nothing listens: the fake sides stand in
     options.outlier_detection.enabled = false;
     options.clock = &clock_;

@@ -29,7 +29,6 @@ int ConnectLoopback(int port) {
 absl::StatusOr<InProcessProxy> InProcessProxy::Start(proxy::ProxyOptions options) {
   client::BalancerOptions balancer_options;
   balancer_options.target = "static://127.0.0.1:1";
-  balancer_options.manage_channels = false;
   // No health checks: the event-loop tests and the fuzzer drive the data path alone.
   balancer_options.health_check.enabled = false;
   balancer_options.outlier_detection.enabled = false;

@@ -62,13 +62,26 @@ EndpointManager::Entry* EndpointManager::FindEntry(const EndpointHandle& endpoin
   return &it->second;
 }
 
+EndpointManager::Outlook EndpointManager::OutlookOf(const Entry& entry) {
+  if (entry.ejection.ejected || entry.health == HealthState::kNotServing) return Outlook::kOut;
+  if (IsPickable(entry.transport, entry.health)) return Outlook::kPickable;
+  // Not pickable yet, but nothing has said no: a connection or a first health answer is due.
+  const bool transport_coming = entry.transport == TransportState::kIdle ||
+                                entry.transport == TransportState::kConnecting ||
+                                entry.transport == TransportState::kReady;
+  return transport_coming ? Outlook::kComing : Outlook::kOut;
+}
+
 void EndpointManager::SetTransport(const std::shared_ptr<EndpointHandle>& endpoint,
                                    TransportState state) {
   Entry* entry = FindEntry(*endpoint);
   if (entry == nullptr) return;
   const bool was_pickable = IsPickable(entry->transport, entry->health);
+  const Outlook before = OutlookOf(*entry);
   entry->transport = state;
-  if (was_pickable != IsPickable(entry->transport, entry->health)) Rebuild();
+  if (was_pickable != IsPickable(entry->transport, entry->health) || OutlookOf(*entry) != before) {
+    Rebuild();
+  }
 }
 
 void EndpointManager::SetHealth(const std::shared_ptr<EndpointHandle>& endpoint,
@@ -76,8 +89,11 @@ void EndpointManager::SetHealth(const std::shared_ptr<EndpointHandle>& endpoint,
   Entry* entry = FindEntry(*endpoint);
   if (entry == nullptr) return;
   const bool was_pickable = IsPickable(entry->transport, entry->health);
+  const Outlook before = OutlookOf(*entry);
   entry->health = state;
-  if (was_pickable != IsPickable(entry->transport, entry->health)) Rebuild();
+  if (was_pickable != IsPickable(entry->transport, entry->health) || OutlookOf(*entry) != before) {
+    Rebuild();
+  }
 }
 
 std::vector<OutlierDetector::Member> EndpointManager::Members() {
@@ -195,6 +211,7 @@ void EndpointManager::Rebuild() {
                             : TransportStateName(entry.transport);
     views.push_back({entry.endpoint, state, entry.ejection.ejections});
     if (entry.transport != TransportState::kReady) ++not_ready;
+    if (OutlookOf(entry) == Outlook::kComing) ++next->coming;
     if (!ready || entry.ejection.ejected) continue;
     pickable.push_back({entry.endpoint->endpoint(), entry.endpoint->shared_stats()});
     next->endpoints.push_back(entry.endpoint);
@@ -219,7 +236,9 @@ void EndpointManager::ResolvePendingPicks() {
   pending_picks_.clear();
   for (auto& pending : waiting) {
     auto picked = TryPick(*current, pending.hash_key, pending.avoid);
-    if (picked.ok() || now >= pending.deadline) {
+    const bool hopeless =
+        !pending.wait_for_ready && current->discovery_reported && current->coming == 0;
+    if (picked.ok() || now >= pending.deadline || hopeless) {
       pending.done(std::move(picked));
     } else {
       pending_picks_.push_back(std::move(pending));

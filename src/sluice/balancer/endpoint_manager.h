@@ -28,6 +28,9 @@ struct PickerSnapshot {
   // Parallel to the endpoints the picker was built over.
   std::vector<std::shared_ptr<EndpointHandle>> endpoints;
   size_t known_endpoints = 0;
+  // Endpoints that may still become pickable without anyone's help: transport idle or
+  // connecting, not ejected, not reported NOT_SERVING.
+  size_t coming = 0;
   bool discovery_reported = false;
 };
 
@@ -39,6 +42,9 @@ struct PendingPick {
   std::optional<uint64_t> hash_key;
   const EndpointHandle* avoid;
   PickDone done;
+  // As gRPC's wait_for_ready: true waits through failures until the deadline; false fails as
+  // soon as discovery has reported and no endpoint is coming (every one failing or ejected).
+  bool wait_for_ready = true;
 };
 
 // What introspection sees of one endpoint.
@@ -105,6 +111,10 @@ class EndpointManager {
     HealthState health = HealthState::kUnwatched;
     EjectionState ejection;
   };
+
+  // What a snapshot makes of an entry; a change of it is what needs a new snapshot.
+  enum class Outlook : uint8_t { kPickable, kComing, kOut };
+  static Outlook OutlookOf(const Entry& entry);
 
   Entry* FindEntry(const EndpointHandle& endpoint);
   std::vector<OutlierDetector::Member> Members();

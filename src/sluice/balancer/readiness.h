@@ -12,11 +12,13 @@ namespace sluice {
 // ejected it). Each input has its own watcher: the library adapts gRPC channel connectivity,
 // a grpc.health.v1 watcher reports health, the proxy can report its own connection pool.
 
-// What a health check says; kUnwatched when nobody checks (then only the transport counts).
-enum class HealthState { kUnwatched, kServing, kNotServing };
+// What a health check says; kUnwatched when nobody checks (then only the transport counts),
+// kPending while the check has not answered yet (not pickable, but on its way).
+enum class HealthState { kUnwatched, kPending, kServing, kNotServing };
 
 inline bool IsPickable(TransportState transport, HealthState health) {
-  return transport == TransportState::kReady && health != HealthState::kNotServing;
+  return transport == TransportState::kReady &&
+         (health == HealthState::kUnwatched || health == HealthState::kServing);
 }
 
 // Where watchers report. Thread-safe: watchers report from their own threads; reports about an
@@ -37,6 +39,9 @@ class ReadinessWatcher {
   virtual ~ReadinessWatcher() = default;
   virtual void Watch(const std::shared_ptr<EndpointHandle>& endpoint,
                      ReadinessReporter& reporter) = 0;
+  // `reporter` is going away: no report to it may start after this returns, nor be under way.
+  // Watchers the balancer owns outlive no reporter and need not override it.
+  virtual void Unwatch(ReadinessReporter& reporter) { (void)reporter; }
 };
 
 }  // namespace sluice

@@ -90,9 +90,10 @@ absl::Status UseBackendTlsForHealthChecks(proxy::RouteConfig& route, const Proxy
                     !flags.backend_tls_ca.empty());
   if (tls && !route.health_check_enabled_set) {
     route.balancer.health_check.enabled = false;
-    LogInfo("sluice proxy: ", route.service.empty() ? std::string("the default route") : route.service,
-            ": backends use TLS, so health checks are off unless the route's config sets "
-            "\"health_check\": {\"enabled\": true}");
+    LogInfo(
+        "sluice proxy: ", route.service.empty() ? std::string("the default route") : route.service,
+        ": backends use TLS, so health checks are off unless the route's config sets "
+        "\"health_check\": {\"enabled\": true}");
     return absl::OkStatus();
   }
   proxy::BackendTlsFiles files;
@@ -152,9 +153,9 @@ int RunProxy(const ProxyFlags& flags) {
   balancer_options.discovery.etcd_tls = etcd_access.tls;
   balancer_options.health_check.service = flags.health_check_service;
   balancer_options.health_check.enabled = !flags.no_health_check;
-  // The proxy carries calls on its own HTTP/2 connections; the balancer only picks (and opens
-  // a gRPC channel per endpoint for its health checks only).
-  balancer_options.manage_channels = false;
+  // The proxy carries calls on its own HTTP/2 connections: Router::Create gives each route's
+  // balancer the workers' connection pool as its transport input (a gRPC channel per endpoint
+  // is opened for health checks only).
   balancer_options.fail_fast = true;
 
   proxy::ProxyOptions options;

@@ -29,15 +29,9 @@ std::string ServiceNameOf(const discovery::Target& target) {
   return target.text;
 }
 
-// The balancer makes a gRPC channel per endpoint unless the caller carries calls itself.
-bool OwnsChannels(const BalancerOptions& options) {
-  return options.manage_channels && options.transport_watcher == nullptr;
-}
-
-// Whether something reports each endpoint's transport; if not, every endpoint is ready at once.
-bool TransportWatched(const BalancerOptions& options) {
-  return OwnsChannels(options) || options.transport_watcher != nullptr;
-}
+// The balancer makes a gRPC channel per endpoint unless the caller carries calls itself (and
+// then reports their transport through BalancerOptions::transport_watcher).
+bool OwnsChannels(const BalancerOptions& options) { return options.transport_watcher == nullptr; }
 
 // Holds gRPC's library open for the balancer's life: the C API it uses needs it initialised.
 struct GrpcLibraryRef {
@@ -89,8 +83,7 @@ class Balancer::Impl final : public ReadinessReporter {
         own_registry_(std::move(own_registry)),
         outlier_(options_.outlier_detection, *options_.clock, owner.service_name_),
         endpoints_(owner.service_name_, options_.target, std::move(policy), outlier_,
-                   TransportWatched(options_) ? TransportState::kIdle : TransportState::kReady,
-                   *options_.clock, seed,
+                   TransportState::kIdle, *options_.clock, seed,
                    {.make_handle =
                         [this](const Endpoint& endpoint, const EndpointHandle* previous) {
                           return MakeHandle(endpoint, previous);
@@ -126,6 +119,9 @@ class Balancer::Impl final : public ReadinessReporter {
 
   ~Impl() override {
     discovery_->Stop();
+    // Watchers the caller gave may outlive this balancer: they must stop reporting to it first.
+    if (options_.transport_watcher != nullptr) options_.transport_watcher->Unwatch(*this);
+    for (const auto& watcher : options_.readiness_watchers) watcher->Unwatch(*this);
     serializer_->Post([this] { endpoints_.Clear("the balancer is shutting down"); });
     serializer_->Shutdown();
     // Their last watches may still report: the serializer must outlive them (later Posts drop).
@@ -154,22 +150,26 @@ class Balancer::Impl final : public ReadinessReporter {
   }
 
   void PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key, const Backend* avoid,
-                 bool fail_fast,
-                 std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done) {
-    auto picked = endpoints_.TryPick(*endpoints_.snapshot(), hash_key, avoid);
-    if (picked.ok() || fail_fast || options_.clock->Now() >= deadline) {
+                 bool fail_fast, std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done,
+                 bool wait_for_ready) {
+    auto snapshot = endpoints_.snapshot();
+    auto picked = endpoints_.TryPick(*snapshot, hash_key, avoid);
+    const bool hopeless = !wait_for_ready && snapshot->discovery_reported && snapshot->coming == 0;
+    if (picked.ok() || fail_fast || hopeless || options_.clock->Now() >= deadline) {
       done(AsBackend(std::move(picked)));
       return;
     }
-    serializer_->Post([this, deadline, hash_key, avoid, done = std::move(done)]() mutable {
-      poller_.Demand(+1);
-      endpoints_.AddPendingPick(
-          {deadline, hash_key, avoid,
-           [this, done = std::move(done)](absl::StatusOr<std::shared_ptr<EndpointHandle>> got) {
-             poller_.Demand(-1);
-             done(AsBackend(std::move(got)));
-           }});
-    });
+    serializer_->Post(
+        [this, deadline, hash_key, avoid, wait_for_ready, done = std::move(done)]() mutable {
+          poller_.Demand(+1);
+          endpoints_.AddPendingPick(
+              {deadline, hash_key, avoid,
+               [this, done = std::move(done)](absl::StatusOr<std::shared_ptr<EndpointHandle>> got) {
+                 poller_.Demand(-1);
+                 done(AsBackend(std::move(got)));
+               },
+               wait_for_ready});
+        });
   }
 
   void OnCallFinished(Backend& backend, absl::StatusCode code, absl::Duration latency) {
@@ -337,9 +337,10 @@ absl::StatusOr<std::shared_ptr<Backend>> Balancer::Pick(absl::Time deadline,
 
 void Balancer::PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key,
                          const Backend* avoid, std::optional<bool> fail_fast,
-                         std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done) {
+                         std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done,
+                         bool wait_for_ready) {
   impl_->PickAsync(deadline, hash_key, avoid, fail_fast.value_or(options_.fail_fast),
-                   std::move(done));
+                   std::move(done), wait_for_ready);
 }
 
 void Balancer::OnCallStarted(Backend& backend) { backend.stats().OnCallStarted(); }

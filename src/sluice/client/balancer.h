@@ -52,16 +52,11 @@ struct BalancerOptions {
   // them); unset: insecure. Extra arguments for every endpoint's channel.
   std::function<grpc_channel_credentials*()> make_credentials;
   grpc::ChannelArguments channel_args;
-  // False: the balancer opens no channel and every discovered endpoint is pickable at once
-  // (until outlier detection ejects it). For callers that carry calls their own way, such as
-  // `sluice proxy`, which keeps its own HTTP/2 connections per worker and reports each call's
-  // outcome (a failed connect as UNAVAILABLE) through OnCallFinished. Backend::channel() is null.
-  bool manage_channels = true;
   // Reports each endpoint's transport in place of the library's own gRPC channels: when set,
   // the balancer opens no channel (Backend::channel() is null) and an endpoint is pickable once
   // this watcher reports its transport ready. For callers that carry calls over their own
-  // connections, such as `sluice proxy` with its HTTP/2 connection pool; the successor of
-  // manage_channels = false, which treats every endpoint as ready without asking anyone.
+  // connections, such as `sluice proxy` with its HTTP/2 connection pool (proxy/backend_readiness),
+  // which also report each call's outcome through OnCallFinished.
   std::shared_ptr<ReadinessWatcher> transport_watcher;
   // More readiness inputs besides channel connectivity (e.g. a grpc.health.v1 watcher): each
   // Watches every endpoint and reports through the balancer; an endpoint is pickable only when
@@ -93,7 +88,7 @@ class Backend final : public EndpointHandle {
         channel_(std::move(channel)),
         c_channel_(c_channel) {}
 
-  // Null when the balancer does not manage channels (BalancerOptions::manage_channels).
+  // Null when the caller carries calls itself (BalancerOptions::transport_watcher).
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   // The same channel in gRPC's C API (owned by channel()).
   grpc_channel* c_channel() const { return c_channel_; }
@@ -180,10 +175,13 @@ class Balancer {
                                                 const Backend* avoid = nullptr,
                                                 std::optional<bool> fail_fast = std::nullopt);
   // Like Pick, but never blocks: `done` runs at once when an endpoint is ready, or later on the
-  // balancer's thread when one becomes ready or the deadline passes.
+  // balancer's thread when one becomes ready or the deadline passes. With `wait_for_ready`
+  // false (gRPC's default for a call), a waiting pick fails early once no endpoint is coming:
+  // every one has failed to connect, is ejected or is not serving.
   void PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key, const Backend* avoid,
                  std::optional<bool> fail_fast,
-                 std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done);
+                 std::function<void(absl::StatusOr<std::shared_ptr<Backend>>)> done,
+                 bool wait_for_ready = true);
 
   // Every call sent to a picked backend is bracketed by these two: in-flight counts, latency
   // estimates, and outlier detection follow from them.

@@ -14,6 +14,7 @@ constexpr absl::Duration kSweepInterval = absl::Milliseconds(250);
 
 HealthState ToReadiness(health::HealthState state) {
   if (state == health::HealthState::kNotChecked) return HealthState::kUnwatched;
+  if (state == health::HealthState::kPending) return HealthState::kPending;
   return health::IsPickable(state) ? HealthState::kServing : HealthState::kNotServing;
 }
 
@@ -79,8 +80,8 @@ void HealthReadinessWatcher::Watch(const std::shared_ptr<EndpointHandle>& endpoi
       channel_for_(*endpoint), options_, [raw](health::HealthState state) { Report(*raw, state); });
   if (!watcher.ok()) {
     // The options were validated when the balancer was made; this is not expected.
-    LogWarning("health check of ", endpoint->address(), " not started: ",
-               watcher.status().ToString());
+    LogWarning("health check of ", endpoint->address(),
+               " not started: ", watcher.status().ToString());
     Report(*raw, health::HealthState::kNotChecked);
     return;
   }
@@ -97,7 +98,8 @@ void HealthReadinessWatcher::Report(Entry& entry, health::HealthState state) {
     endpoint = entry.endpoint.lock();
     reporter = entry.reporter;
   }
-  if (endpoint != nullptr && !endpoint->removed) reporter->ReportHealth(endpoint, ToReadiness(state));
+  if (endpoint != nullptr && !endpoint->removed)
+    reporter->ReportHealth(endpoint, ToReadiness(state));
 }
 
 std::optional<health::HealthState> HealthReadinessWatcher::StateOf(

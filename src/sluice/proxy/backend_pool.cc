@@ -28,15 +28,28 @@ const TlsContext* BackendPool::TlsFor(const client::Balancer& balancer) const {
   return it == options.route_backend_tls.end() ? options.backend_tls_context : it->second;
 }
 
+namespace {
+
+// The route's readiness (Router gives every proxy route one); null for a balancer made otherwise.
+BackendReadiness* ReadinessOf(const client::Balancer& balancer) {
+  return dynamic_cast<BackendReadiness*>(balancer.options().transport_watcher.get());
+}
+
+}  // namespace
+
+const std::string& BackendPool::PoolKey(const std::string& address, const TlsContext* tls,
+                                        std::string* scratch) const {
+  // Routes with their own TLS settings keep their own connections to a backend they share.
+  if (tls == env_->options->backend_tls_context) return address;  // no allocation: the usual case
+  *scratch = absl::StrCat(address, " tls@", reinterpret_cast<uintptr_t>(tls));
+  return *scratch;
+}
+
 BackendSession* BackendPool::For(const std::string& address, const client::Balancer& balancer) {
   const ProxyOptions& options = *env_->options;
   const TlsContext* tls = TlsFor(balancer);
-  // Routes with their own TLS settings keep their own connections to a backend they share.
-  std::string route_key;  // stays empty (no allocation) for the common case
-  if (tls != options.backend_tls_context) {
-    route_key = absl::StrCat(address, " tls@", reinterpret_cast<uintptr_t>(tls));
-  }
-  const std::string& pool_key = route_key.empty() ? address : route_key;
+  std::string scratch;
+  const std::string& pool_key = PoolKey(address, tls, &scratch);
   std::vector<BackendSession*>& pool = pools_[pool_key];
   BackendSession* best = nullptr;
   size_t usable = 0;
@@ -49,14 +62,42 @@ BackendSession* BackendPool::For(const std::string& address, const client::Balan
     if (best == nullptr || conn->stream_count() < best->stream_count()) best = conn;
   }
   if (usable < static_cast<size_t>(options.max_upstream_connections) || best == nullptr) {
-    if (BackendSession* fresh = Connect(address, tls, pool_key)) return fresh;
+    if (BackendSession* fresh = Connect(address, tls, pool_key, ReadinessOf(balancer))) {
+      return fresh;
+    }
   }
   // Every connection is full: nghttp2 queues the stream until the backend allows it.
   return best;
 }
 
+void BackendPool::Probe(const std::string& address, const client::Balancer& balancer,
+                        BackendReadiness* readiness) {
+  const TlsContext* tls = TlsFor(balancer);
+  std::string scratch;
+  const std::string& pool_key = PoolKey(address, tls, &scratch);
+  for (BackendSession* conn : pools_[pool_key]) {
+    // A confirmed connection answers at once; one still connecting answers when it knows.
+    if (conn->accepts_streams()) {
+      conn->TellReadiness(readiness);
+      return;
+    }
+  }
+  Connect(address, tls, pool_key, readiness);
+}
+
 BackendSession* BackendPool::Connect(const std::string& address, const TlsContext* tls,
-                                     const std::string& pool_key) {
+                                     const std::string& pool_key, BackendReadiness* readiness) {
+  BackendSession* session = Open(address, tls, pool_key);
+  if (session != nullptr) {
+    session->TellReadiness(readiness);
+  } else if (readiness != nullptr) {
+    readiness->OnConnectFailed(address);
+  }
+  return session;
+}
+
+BackendSession* BackendPool::Open(const std::string& address, const TlsContext* tls,
+                                  const std::string& pool_key) {
   absl::StatusOr<HostPort> hp = ParseHostPort(address);
   if (!hp.ok()) return nullptr;
   addrinfo hints{};

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "sluice/client/balancer.h"
+#include "sluice/proxy/backend_readiness.h"
 #include "sluice/proxy/backend_session.h"
 #include "sluice/proxy/connection.h"
 
@@ -23,6 +24,10 @@ class BackendPool {
 
   // A connection to `address` for calls of the route of `balancer`; null: cannot connect.
   BackendSession* For(const std::string& address, const client::Balancer& balancer);
+  // A BackendReadiness probe of `address` for `balancer`'s route: reports a confirmed
+  // connection at once, or opens one whose outcome `readiness` hears.
+  void Probe(const std::string& address, const client::Balancer& balancer,
+             BackendReadiness* readiness);
   // Connections no call used for `idle` are closed (backends that left discovery among them).
   void CloseIdle(absl::Duration idle);
   // Deletes `conn` if it is one of the pool's (after its OnClosed); false otherwise.
@@ -32,8 +37,15 @@ class BackendPool {
  private:
   // TLS towards the backends of a route (null: plain HTTP/2).
   const TlsContext* TlsFor(const client::Balancer& balancer) const;
+  // The key of the connections to `address` for `balancer`'s route; `scratch` holds it when it
+  // is not `address` itself.
+  const std::string& PoolKey(const std::string& address, const TlsContext* tls,
+                             std::string* scratch) const;
+  // A new connection; null (and `readiness` told) when the connect fails at once.
   BackendSession* Connect(const std::string& address, const TlsContext* tls,
-                          const std::string& pool_key);
+                          const std::string& pool_key, BackendReadiness* readiness);
+  BackendSession* Open(const std::string& address, const TlsContext* tls,
+                       const std::string& pool_key);
 
   ConnectionEnv* const env_;
   std::unordered_map<std::string, std::vector<BackendSession*>> pools_;

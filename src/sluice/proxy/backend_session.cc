@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -141,8 +142,25 @@ bool BackendSession::OnHandshakeDone() {
   return false;
 }
 
+void BackendSession::TellReadiness(BackendReadiness* readiness) {
+  if (readiness == nullptr) return;
+  if (std::find(readiness_.begin(), readiness_.end(), readiness) == readiness_.end()) {
+    readiness_.push_back(readiness);
+  }
+  // Asked again (a probe after the endpoint left the set and came back): answer again.
+  if (confirmation_ == Confirmation::kConfirmed && accepts_streams()) {
+    readiness->OnConnected(peer());
+  }
+}
+
 void BackendSession::OnClosed() {
   const bool never_connected = phase_ != Phase::kOpen;
+  if (confirmation_ == Confirmation::kAwaitingSettings) {
+    for (BackendReadiness* readiness : readiness_) readiness->OnConnectFailed(peer());
+  } else if (availability_ == Availability::kOpen) {
+    // Neither a GOAWAY from the backend nor our idle close: the backend went away.
+    for (BackendReadiness* readiness : readiness_) readiness->OnConnectionLost(peer());
+  }
   for (Call* call : TakeStreams()) call->OnBackendConnectionLost(never_connected);
 }
 
@@ -209,6 +227,12 @@ int BackendSession::OnHeader(const nghttp2_frame* frame, absl::string_view name,
 }
 
 int BackendSession::OnFrameRecv(const nghttp2_frame* frame) {
+  if (frame->hd.type == NGHTTP2_SETTINGS && confirmation_ == Confirmation::kAwaitingSettings &&
+      (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+    confirmation_ = Confirmation::kConfirmed;
+    for (BackendReadiness* readiness : readiness_) readiness->OnConnected(peer());
+    return 0;
+  }
   if (frame->hd.type == NGHTTP2_GOAWAY) {
     // No new streams here; nghttp2 closes streams above last-stream-id as REFUSED_STREAM,
     // which retries them elsewhere.

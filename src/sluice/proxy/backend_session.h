@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
+#include "sluice/proxy/backend_readiness.h"
 #include "sluice/proxy/call.h"
 #include "sluice/proxy/connection.h"
 #include "sluice/proxy/tls.h"
@@ -28,7 +30,14 @@ class BackendSession final : public BackendSide, public Connection {
                  bool connected);
   ~BackendSession() override;
 
+  // Whether the backend has shown it speaks HTTP/2 here (its SETTINGS arrived).
+  enum class Confirmation : uint8_t { kAwaitingSettings, kConfirmed };
+
   Availability availability() const { return availability_; }
+  Confirmation confirmation() const { return confirmation_; }
+  // `readiness` hears how this connection turns out (confirmed, failed, broken). The route that
+  // opened it is told from the start; another route sharing it, once it probes.
+  void TellReadiness(BackendReadiness* readiness);
   bool accepts_streams() const { return !dead() && availability_ == Availability::kOpen; }
   // How many streams the backend allows at once (its SETTINGS_MAX_CONCURRENT_STREAMS).
   uint32_t remote_max_streams() const;
@@ -63,7 +72,9 @@ class BackendSession final : public BackendSide, public Connection {
  private:
   const TlsContext* const tls_;
   Availability availability_ = Availability::kOpen;
+  Confirmation confirmation_ = Confirmation::kAwaitingSettings;
   absl::Time last_used_;
+  std::vector<BackendReadiness*> readiness_;
 };
 
 }  // namespace sluice::proxy

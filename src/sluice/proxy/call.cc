@@ -145,9 +145,11 @@ void Call::StartAttempt() {
     if (pick_wait > absl::ZeroDuration() && now < deadline_ && balancer_->ReadyCount() == 0) {
       // No endpoint is pickable (startup, or every backend left or failed a moment ago): as a
       // library caller does, wait for one off this thread, until the call's deadline or at most
-      // pick_wait.
+      // pick_wait. A call with a deadline waits through refused connects (a backend restarting);
+      // one without, as gRPC's calls without wait_for_ready, only while some backend is still
+      // connecting.
       host_->WaitForPick(this, *balancer_, std::min(deadline_, now + pick_wait), hash_key_,
-                         previous_backend_.get());
+                         previous_backend_.get(), deadline_ != absl::InfiniteFuture());
       return;
     }
     RespondError(grpc::StatusCode::UNAVAILABLE, std::string(picked.status().message()), false);

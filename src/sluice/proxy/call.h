@@ -79,10 +79,12 @@ class CallHost {
   virtual BackendSide* BackendFor(const client::Backend& backend,
                                   const client::Balancer& balancer) = 0;
   virtual BackendMetrics* MetricsFor(const std::string& address) = 0;
-  // Picks from `balancer` off this thread, waiting for an endpoint until `until`; the result
-  // comes back through Call::OnPicked on this thread (unless the call is gone by then).
+  // Picks from `balancer` off this thread, waiting for an endpoint until `until` (without
+  // `wait_for_ready`, only while some endpoint is still connecting); the result comes back
+  // through Call::OnPicked on this thread (unless the call is gone by then).
   virtual void WaitForPick(Call* call, client::Balancer& balancer, absl::Time until,
-                           std::optional<uint64_t> hash_key, const client::Backend* avoid) = 0;
+                           std::optional<uint64_t> hash_key, const client::Backend* avoid,
+                           bool wait_for_ready) = 0;
   // Calls Call::StartAttempt on the next loop pass.
   virtual void RetrySoon(Call* call) = 0;
   // The client's stream is closed and the call is over: the host frees or recycles it.
@@ -255,9 +257,9 @@ class Call {
   BackendSide* backend_side_ = nullptr;
   int32_t backend_stream_ = 0;
 
-  absl::Time begun_;                                   // the host's clock, at Begin
+  absl::Time begun_;                                      // the host's clock, at Begin
   grpc::StatusCode outcome_ = grpc::StatusCode::UNKNOWN;  // the status the client got
-  uint64_t resp_bytes_ = 0;                             // response bytes from backends
+  uint64_t resp_bytes_ = 0;                               // response bytes from backends
 
   // The request as received; the route and what it decides.
   HeaderBlock request_headers_;

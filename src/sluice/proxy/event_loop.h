@@ -22,6 +22,7 @@ enum class TimerKind : uint8_t {
   kRetryPause,      // a paused transparent retry may start
   kResumeAccept,    // accepting paused after an accept error may resume
   kHousekeeping,    // the worker's periodic scan of its connections
+  kBackendProbe,    // a backend's readiness asked for a connection attempt at this time
 };
 
 using TimerId = uint64_t;

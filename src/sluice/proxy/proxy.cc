@@ -1,7 +1,5 @@
 #include "sluice/proxy/proxy.h"
 
-#include "sluice/proxy/access_log.h"
-
 #include <csignal>
 #include <functional>
 
@@ -9,7 +7,9 @@
 #include "sluice/core/address.h"
 #include "sluice/core/clock.h"
 #include "sluice/core/log.h"
+#include "sluice/proxy/access_log.h"
 #include "sluice/proxy/listener.h"
+#include "sluice/proxy/router.h"
 #include "sluice/proxy/tls.h"
 #include "sluice/proxy/worker.h"
 
@@ -125,6 +125,8 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
   for (auto& worker : proxy->workers_) {
     proxy->threads_.emplace_back([w = worker.get()] { w->Run(); });
   }
+  proxy->router_ = router;
+  proxy->StartProbing();
   if (!proxy->tls_sides_.empty()) {
     proxy->tls_watch_thread_ = std::thread([p = proxy.get()] { p->WatchTlsFiles(); });
   }
@@ -133,9 +135,32 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options, const 
   return proxy;
 }
 
+void Proxy::StartProbing() {
+  if (router_ == nullptr) return;
+  std::vector<Worker*> workers;
+  for (auto& worker : workers_) workers.push_back(worker.get());
+  for (size_t i = 0; i < router_->readiness().size(); ++i) {
+    BackendReadiness* readiness = router_->readiness()[i].get();
+    const client::Balancer* balancer = router_->routes()[i].second;
+    // One worker probes each backend (the same one every time: the connection it opens then
+    // serves that worker's calls).
+    readiness->SetProber([workers, balancer, readiness](const std::string& address, absl::Time at) {
+      Worker* worker = workers[std::hash<std::string>{}(address) % workers.size()];
+      worker->ProbeBackend(address, balancer, readiness, at);
+    });
+  }
+}
+
+void Proxy::StopProbing() {
+  if (router_ == nullptr) return;
+  // After this no prober runs, so none can reach a worker being destroyed.
+  for (const auto& readiness : router_->readiness()) readiness->SetProber(nullptr);
+}
+
 void Proxy::Shutdown(absl::Duration timeout) {
   if (stopped_) return;
   stopped_ = true;
+  StopProbing();
   const absl::Time deadline = options_.clock->Now() + timeout;
   for (auto& worker : workers_) worker->BeginShutdown(deadline);
   for (auto& thread : threads_) thread.join();

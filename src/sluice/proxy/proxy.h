@@ -98,8 +98,9 @@ class Worker;
 // the workers run their own loops.
 class Proxy {
  public:
-  // Binds the listeners and starts the workers. `router` (its balancers made with
-  // manage_channels=false) must outlive the proxy. With TLS, SIGPIPE is ignored process-wide.
+  // Binds the listeners and starts the workers. `router` (whose balancers learn each backend's
+  // transport from the workers' connections, BackendReadiness) must outlive the proxy. With TLS,
+  // SIGPIPE is ignored process-wide.
   static absl::StatusOr<std::unique_ptr<Proxy>> Start(ProxyOptions options, const Router* router);
   ~Proxy();  // Shutdown(absl::ZeroDuration()) if still running
 
@@ -121,6 +122,10 @@ class Proxy {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
+  const Router* router_ = nullptr;
+  // Lets the routes' BackendReadiness probe backends through the workers (until Shutdown).
+  void StartProbing();
+  void StopProbing();
 
   // One TLS context (the listener's, the backends', a route's backends'), its files and how to
   // make it from them.

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -193,7 +194,12 @@ absl::StatusOr<std::vector<RouteConfig>> ParseRouteConfig(absl::string_view text
 absl::StatusOr<std::unique_ptr<Router>> Router::Create(std::vector<RouteConfig> routes) {
   std::unique_ptr<Router> router(new Router());
   for (auto& route : routes) {
-    route.balancer.manage_channels = false;  // the proxy carries the calls itself
+    // The proxy carries the calls itself: its connection pool reports each backend's transport.
+    auto readiness = std::make_shared<BackendReadiness>(
+        *route.balancer.clock, BackoffOptions{},
+        route.balancer.random_seed != 0 ? route.balancer.random_seed + router->readiness_.size()
+                                        : std::random_device{}());
+    route.balancer.transport_watcher = readiness;
     route.balancer.fail_fast = true;
     auto balancer = client::Balancer::Create(route.balancer);
     if (!balancer.ok()) {
@@ -206,6 +212,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Create(std::vector<RouteConfig> 
     router->owned_.push_back(std::move(*balancer));
     router->routes_.emplace_back(route.service, b);
     router->configs_.push_back(route);
+    router->readiness_.push_back(std::move(readiness));
     if (route.service.empty()) {
       router->default_ = b;
     } else {

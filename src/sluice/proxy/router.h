@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "sluice/client/balancer.h"
+#include "sluice/proxy/backend_readiness.h"
 #include "sluice/proxy/tls.h"
 
 namespace sluice::proxy {
@@ -55,6 +56,8 @@ class Router {
   const std::vector<std::pair<std::string, client::Balancer*>>& routes() const { return routes_; }
   // The configs the routes were made from, in the order of routes().
   const std::vector<RouteConfig>& configs() const { return configs_; }
+  // Each route's backend readiness (its balancer's transport input), in the order of routes().
+  const std::vector<std::shared_ptr<BackendReadiness>>& readiness() const { return readiness_; }
   // True when every route has an endpoint.
   bool Ready() const;
   // All routes' backends, for the admin endpoint.
@@ -65,6 +68,7 @@ class Router {
   std::vector<std::unique_ptr<client::Balancer>> owned_;
   std::vector<std::pair<std::string, client::Balancer*>> routes_;
   std::vector<RouteConfig> configs_;
+  std::vector<std::shared_ptr<BackendReadiness>> readiness_;
   std::unordered_map<std::string, client::Balancer*> by_service_;
   client::Balancer* default_ = nullptr;
 };

@@ -36,7 +36,7 @@ Worker::Worker(int index, const ProxyOptions& options, const Router* router, Pro
     : index_(index),
       options_(options),
       access_log_(options.access_log_sink != nullptr ? &options.access_log_sink->ForWorker(index)
-                                                      : nullptr),
+                                                     : nullptr),
       random_(options.random_seed != 0
                   ? options.random_seed + static_cast<uint64_t>(index)
                   : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
@@ -118,10 +118,36 @@ void Worker::OnTimer(TimerKind kind, uint64_t owner) {
     case TimerKind::kResumeAccept:
       listener_.Resume();
       return;
+    case TimerKind::kBackendProbe: {
+      auto it = probes_.find(owner);
+      if (it == probes_.end()) return;
+      const BackendProbe probe = std::move(it->second);
+      probes_.erase(it);
+      RunProbe(probe);
+      return;
+    }
     default:
       if (Call* call = FindCall(owner)) call->OnTimer(kind);
       return;
   }
+}
+
+void Worker::ProbeBackend(const std::string& address, const client::Balancer* balancer,
+                          BackendReadiness* readiness, absl::Time at) {
+  loop_.inbox()->Post([this, probe = BackendProbe{address, balancer, readiness}, at]() mutable {
+    if (at <= loop_.now()) {
+      RunProbe(probe);
+      return;
+    }
+    const uint64_t id = next_probe_id_++;
+    probes_.emplace(id, std::move(probe));
+    loop_.Schedule(at, TimerKind::kBackendProbe, id);
+  });
+}
+
+void Worker::RunProbe(const BackendProbe& probe) {
+  if (shutting_down_ || !probe.readiness->WantsProbe(probe.address)) return;
+  pool_.Probe(probe.address, *probe.balancer, probe.readiness);
 }
 
 void Worker::Housekeep() {
@@ -215,17 +241,20 @@ BackendMetrics* Worker::MetricsFor(const std::string& address) {
 }
 
 void Worker::WaitForPick(Call* call, client::Balancer& balancer, absl::Time until,
-                         std::optional<uint64_t> hash_key, const client::Backend* avoid) {
+                         std::optional<uint64_t> hash_key, const client::Backend* avoid,
+                         bool wait_for_ready) {
   // The result arrives on the balancer's thread; the inbox brings it to this one, where the
   // call is looked up again by id (it may be gone by then).
   std::shared_ptr<Inbox> inbox = loop_.inbox();
   const uint64_t id = call->id();
-  balancer.PickAsync(until, hash_key, avoid, /*fail_fast=*/false,
-                     [this, inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> picked) {
-                       inbox->Post([this, id, picked = std::move(picked)]() mutable {
-                         if (Call* call = FindCall(id)) call->OnPicked(std::move(picked));
-                       });
-                     });
+  balancer.PickAsync(
+      until, hash_key, avoid, /*fail_fast=*/false,
+      [this, inbox, id](absl::StatusOr<std::shared_ptr<client::Backend>> picked) {
+        inbox->Post([this, id, picked = std::move(picked)]() mutable {
+          if (Call* call = FindCall(id)) call->OnPicked(std::move(picked));
+        });
+      },
+      wait_for_ready);
 }
 
 }  // namespace sluice::proxy

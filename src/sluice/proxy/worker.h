@@ -9,13 +9,13 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "sluice/client/balancer.h"
+#include "sluice/core/random.h"
+#include "sluice/proxy/access_log.h"
 #include "sluice/proxy/backend_pool.h"
 #include "sluice/proxy/call.h"
 #include "sluice/proxy/client_session.h"
 #include "sluice/proxy/connection.h"
 #include "sluice/proxy/event_loop.h"
-#include "sluice/core/random.h"
-#include "sluice/proxy/access_log.h"
 #include "sluice/proxy/listener.h"
 #include "sluice/proxy/metrics.h"
 #include "sluice/proxy/proxy.h"
@@ -43,6 +43,10 @@ class Worker final : public CallHost, public CallFactory, public TimerHandler {
   void Run();
   // Thread-safe: stop accepting, GOAWAY every client, close what is left at `deadline`.
   void BeginShutdown(absl::Time deadline);
+  // Thread-safe: a connection attempt to `address` for `balancer`'s route at `at`, asked by
+  // its BackendReadiness (which hears the outcome). Dropped once the loop has ended.
+  void ProbeBackend(const std::string& address, const client::Balancer* balancer,
+                    BackendReadiness* readiness, absl::Time at);
 
   // CallHost.
   absl::Time Now() const override { return loop_.now(); }
@@ -59,7 +63,8 @@ class Worker final : public CallHost, public CallFactory, public TimerHandler {
   }
   BackendMetrics* MetricsFor(const std::string& address) override;
   void WaitForPick(Call* call, client::Balancer& balancer, absl::Time until,
-                   std::optional<uint64_t> hash_key, const client::Backend* avoid) override;
+                   std::optional<uint64_t> hash_key, const client::Backend* avoid,
+                   bool wait_for_ready) override;
   void RetrySoon(Call* call) override { retries_.push_back(call->id()); }
   void Release(Call* call) override;
 
@@ -73,6 +78,12 @@ class Worker final : public CallHost, public CallFactory, public TimerHandler {
   void Accept(int fd, std::string peer);
   void StartShutdown(absl::Time deadline);
   void Housekeep();
+  struct BackendProbe {
+    std::string address;
+    const client::Balancer* balancer;
+    BackendReadiness* readiness;
+  };
+  void RunProbe(const BackendProbe& probe);
   void ProcessRetries();
   void FlushDirty();
   void CloseDead();
@@ -104,6 +115,9 @@ class Worker final : public CallHost, public CallFactory, public TimerHandler {
   std::vector<std::unique_ptr<Call>> free_calls_;
   uint64_t next_call_id_ = 1;
   std::vector<uint64_t> retries_;
+  // Probes waiting for their time, by timer owner id.
+  absl::flat_hash_map<uint64_t, BackendProbe> probes_;
+  uint64_t next_probe_id_ = 1;
   std::unordered_map<std::string, BackendMetrics*> backend_metrics_;
 };
 
