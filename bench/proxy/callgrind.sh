@@ -25,6 +25,7 @@ LARGE="${3:-12000}"
 GREETER="$ROOT/build/bin/greeter_server"
 REQUEST_BYTES="${REQUEST_BYTES:-0}"
 REPLY_BYTES="${REPLY_BYTES:-0}"
+PROXY_ARGS="${PROXY_ARGS:-}"
 INFLIGHT=64
 LARGE_MESSAGES=0
 if [ "$REQUEST_BYTES" -gt 0 ] || [ "$REPLY_BYTES" -gt 0 ]; then
@@ -39,6 +40,7 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
+[ -n "${KEEP_OUT:-}" ] && cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; cp "$WORK"/callgrind.* "$KEEP_OUT"/ 2>/dev/null; rm -rf "$WORK"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 TARGETS=()
@@ -76,7 +78,7 @@ measure() { # CALLS -> total instructions of one proxy run
     -H "te: trailers" "${EXTRA_HEADERS[@]}" "http://127.0.0.1:$port/Greeter/SayHello" \
     >"$WORK/h2load.$calls.txt" 2>&1
   grep -q "$calls succeeded" "$WORK/h2load.$calls.txt" ||
-    { echo "callgrind.sh: h2load did not complete $calls calls" >&2; cat "$WORK/h2load.$calls.txt" >&2; exit 1; }
+    { echo "callgrind.sh: h2load did not complete $calls calls" >&2; cat "$WORK/h2load.$calls.txt" "$WORK/proxy.$calls.log" >&2; exit 1; }
   kill -TERM "$proxy"
   wait "$proxy" || true
   # awk reads everything: stopping early would kill callgrind_annotate with SIGPIPE

@@ -41,6 +41,11 @@ class PolicyFactory {
   virtual std::unique_ptr<Picker> CreatePicker(std::vector<PickerEndpoint> endpoints,
                                                const PolicyConfig& config,
                                                Random& random) const = 0;
+
+  // Whether its pickers read the backends' ORCA load reports (EndpointStats::OnLoadReport).
+  // Callers decode the reports at each call's end only for such a policy: a few thousand
+  // instructions a call that no other policy needs.
+  virtual bool UsesLoadReports() const { return false; }
 };
 
 // A factory together with a config it parsed: what a balancer keeps to rebuild pickers.
@@ -52,6 +57,7 @@ struct ConfiguredPolicy {
                                        Random& random) const {
     return factory->CreatePicker(std::move(endpoints), *config, random);
   }
+  bool uses_load_reports() const { return factory->UsesLoadReports(); }
 };
 
 // The policies a process knows, by name. Built once at startup (RegisterBuiltinPolicies plus any

@@ -208,6 +208,7 @@ class WeightedRoundRobinPicker final : public Picker {
 class WeightedRoundRobinFactory final : public PolicyFactory {
  public:
   absl::string_view name() const override { return kPolicyName; }
+  bool UsesLoadReports() const override { return true; }
 
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {

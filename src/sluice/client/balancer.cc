@@ -318,6 +318,7 @@ absl::StatusOr<std::unique_ptr<Balancer>> Balancer::Create(BalancerOptions optio
                       ? options.random_seed
                       : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   std::unique_ptr<Balancer> balancer(new Balancer(std::move(options), ServiceNameOf(*target)));
+  balancer->wants_load_reports_ = policy->uses_load_reports();
   balancer->impl_ = std::make_unique<Impl>(*balancer, std::move(*policy), std::move(own_registry),
                                            std::move(*discovery), seed);
   return balancer;

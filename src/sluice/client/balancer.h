@@ -202,6 +202,9 @@ class Balancer {
 
   // True if `method` is configured idempotent.
   bool IsIdempotent(absl::string_view method) const;
+  // Whether the policy reads the backends' ORCA load reports: a call's end feeds them to the
+  // backend's stats only then (decoding one costs more than the rest of a small call's end).
+  bool wants_load_reports() const { return wants_load_reports_; }
   // Deadline of a call with these options, from now.
   absl::Time DeadlineFor(const CallOptions& options) const;
 
@@ -229,6 +232,7 @@ class Balancer {
 
   BalancerOptions options_;
   std::string service_name_;
+  bool wants_load_reports_ = false;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -61,8 +61,10 @@ RetryDecision EndAttempt(Balancer& balancer, RetryState& retry, Backend& backend
                          grpc::Status& status) {
   const AttemptEnd end = EndOf(status, retry);
   const absl::Time now = balancer.clock().Now();
-  if (auto report = health::FindLoadReportTrailer(context.GetServerTrailingMetadata())) {
-    health::RecordLoadReport(*report, backend.stats(), now);
+  if (balancer.wants_load_reports()) {
+    if (auto report = health::FindLoadReportTrailer(context.GetServerTrailingMetadata())) {
+      health::RecordLoadReport(*report, backend.stats(), now);
+    }
   }
   // A stalled backend failed the attempt: outlier detection should see that.
   balancer.OnCallFinished(

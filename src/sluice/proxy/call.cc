@@ -416,7 +416,7 @@ void Call::OnResponseHeadersDone(bool end_stream) {
 
 void Call::OnResponseTrailers() {
   resp_trailers_.swap(resp_pending_);
-  if (backend_ != nullptr) {
+  if (backend_ != nullptr && balancer_->wants_load_reports()) {
     if (const std::optional<absl::string_view> report =
             resp_trailers_.Find(health::kLoadReportTrailer)) {
       RecordLoadReport(*report);
