@@ -2,11 +2,7 @@
 // picked only once the pool holds a connection it confirmed (its HTTP/2 SETTINGS arrived), one
 // that goes away is taken out of picks and probed with backoff, and picked again once it is
 // back. Health checks are off, so that only the pool decides.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <string>
@@ -19,12 +15,14 @@
 #include "greeter_backend.h"
 #include "helloworld.grpc.pb.h"
 #include "process.h"
+#include "proxy_fixture.h"
 #include "proxy_process.h"
 #include "sluice/registry/registrar.h"
 
 namespace sluice {
 namespace {
 
+using testing::BlackHole;
 using testing::FreePort;
 using testing::GreeterBackend;
 using testing::ProxyProcess;
@@ -42,29 +40,6 @@ std::string StateOf(ProxyProcess& proxy, const std::string& address) {
   return body.substr(open + 1, close - open - 1);
 }
 
-// A listener that accepts TCP connections and never says a word: a port held by something that
-// is not (yet) an HTTP/2 server.
-class SilentListener {
- public:
-  explicit SilentListener(const char* ip) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    inet_pton(AF_INET, ip, &address.sin_addr);
-    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    listen(fd_, 16);
-    socklen_t len = sizeof(address);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &len);
-    address_ = absl::StrCat(ip, ":", ntohs(address.sin_port));
-  }
-  ~SilentListener() { close(fd_); }
-  const std::string& address() const { return address_; }
-
- private:
-  int fd_;
-  std::string address_;
-};
-
 grpc::Status Hello(Greeter::Stub& stub, HelloReply* reply, absl::Duration timeout) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -78,7 +53,7 @@ TEST(ProxyBackendPoolTest, ABackendIsPickedOnlyOnceItsConnectionIsConfirmed) {
   // it would wait out its whole deadline.
   auto live = GreeterBackend::Start("127.0.0.11");
   ASSERT_TRUE(live.ok()) << live.status();
-  SilentListener silent("127.0.0.12");
+  BlackHole silent("127.0.0.12");
   auto proxy =
       ProxyProcess::Start(absl::StrCat("static://", (*live)->address(), ",", silent.address()),
                           {"--policy", "round_robin", "--no-health-check"});

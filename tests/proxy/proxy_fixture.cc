@@ -1,5 +1,10 @@
 #include "proxy_fixture.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace sluice::testing {
@@ -155,5 +160,19 @@ absl::StatusOr<std::unique_ptr<TestServiceBackend>> TestServiceBackend::Start(
 TestServiceBackend::~TestServiceBackend() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
 }
+
+BlackHole::BlackHole(const std::string& ip) {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  listen(fd_, 16);
+  socklen_t len = sizeof(addr);
+  getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  address_ = absl::StrCat(ip, ":", ntohs(addr.sin_port));
+}
+
+BlackHole::~BlackHole() { close(fd_); }
 
 }  // namespace sluice::testing

@@ -39,4 +39,19 @@ class TestServiceBackend {
   std::unique_ptr<grpc::Server> server_;
 };
 
+// A "backend" that accepts TCP connections on `ip` (a free port) and never says a word: a
+// stalled server, or a port held by something that is not (yet) an HTTP/2 server.
+class BlackHole {
+ public:
+  explicit BlackHole(const std::string& ip);
+  ~BlackHole();
+  BlackHole(const BlackHole&) = delete;
+  BlackHole& operator=(const BlackHole&) = delete;
+  const std::string& address() const { return address_; }
+
+ private:
+  int fd_ = -1;
+  std::string address_;
+};
+
 }  // namespace sluice::testing

@@ -415,28 +415,6 @@ TEST_F(ProxyStreamingTest, GrpcTimeoutEndsCallWithDeadlineExceededAndCancelsBack
   EXPECT_TRUE(WaitFor([&] { return backend_->cancellations() > before; }, absl::Seconds(10)));
 }
 
-// A backend that accepts TCP connections and never answers: only the proxy can end the call.
-class BlackHole {
- public:
-  explicit BlackHole(const std::string& ip) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
-    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    listen(fd_, 16);
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    address_ = absl::StrCat(ip, ":", ntohs(addr.sin_port));
-  }
-  ~BlackHole() { close(fd_); }
-  const std::string& address() const { return address_; }
-
- private:
-  int fd_;
-  std::string address_;
-};
-
 TEST(ProxyDeadlineTest, GrpcTimeoutExpiresInTheProxyWhenTheBackendIsSilent) {
   BlackHole hole("127.0.0.12");
   auto proxy = ProxyProcess::Start(hole.address());
