@@ -385,10 +385,12 @@ CommandRunner AddProxyCommand(CLI::App& app) {
                   "IP:PORT where the proxy answers grpc.health.v1 itself (Kubernetes gRPC "
                   "probes): service \"\" is liveness, \"sluice.proxy.ready\" readiness");
   cmd->add_flag("--no-health-check", flags->no_health_check,
-                "Do not check backends' grpc.health.v1 (every connected backend is pickable)");
+                "Do not check backends' grpc.health.v1 (every backend the proxy can connect to is "
+                "pickable)");
   cmd->add_option("--pick-wait,--startup-wait", flags->pick_wait,
-                  "With no endpoint to pick (none found yet, or all gone or ejected), a call "
-                  "waits for one until its deadline, at most this long")
+                  "With no endpoint to pick (none found yet, none reachable, or all gone or "
+                  "ejected), a call with a deadline waits for one until then, at most this "
+                  "long; one without waits only while some backend is still connecting")
       ->capture_default_str();
   return [flags] { return RunProxy(*flags); };
 }
