@@ -13,14 +13,6 @@ namespace {
 // this many have piled up (or all were sent), not on every read: fewer moves.
 constexpr size_t kRequestTrimBytes = 16 << 10;
 constexpr size_t kResponseTrimBytes = 64 << 10;
-
-// Whether to cut `sent` bytes from the front of a buffer of `size`: once all were sent, or once
-// at least `trim` were and they are no fewer than the bytes that would move. A buffer holds up
-// to a stream window (1 MiB) of bytes not yet taken; cutting every `trim` bytes regardless would
-// move most of that window again and again, copying each forwarded byte many times over.
-bool TimeToTrim(size_t sent, size_t size, size_t trim) {
-  return sent == size || (sent >= trim && sent >= size - sent);
-}
 // A recycled call keeps buffers up to this size; a large message's are given back.
 constexpr size_t kKeptBufferBytes = 16 << 10;
 
@@ -94,7 +86,7 @@ void Call::TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)
   }
   if (retry_copy_ == RetryCopy::kReleased) {
     const size_t sent = req_sent_ - req_base_;
-    if (TimeToTrim(sent, req_buf_.size(), kRequestTrimBytes)) {
+    if (sent == req_buf_.size() || sent >= kRequestTrimBytes) {
       req_buf_.erase(0, sent);
       req_base_ = req_sent_;
       Account();
@@ -150,7 +142,7 @@ void Call::TakeResponseBody(size_t n, absl::FunctionRef<void(const char*, size_t
     resp_buf_.clear();
     resp_off_ = 0;
     Account();
-  } else if (TimeToTrim(resp_off_, resp_buf_.size(), kResponseTrimBytes)) {
+  } else if (resp_off_ >= kResponseTrimBytes) {
     resp_buf_.erase(0, resp_off_);
     resp_off_ = 0;
     Account();
