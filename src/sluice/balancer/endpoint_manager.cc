@@ -236,9 +236,8 @@ void EndpointManager::ResolvePendingPicks() {
   pending_picks_.clear();
   for (auto& pending : waiting) {
     auto picked = TryPick(*current, pending.hash_key, pending.avoid);
-    const bool hopeless =
-        !pending.wait_for_ready && current->discovery_reported && current->coming == 0;
-    if (picked.ok() || now >= pending.deadline || hopeless) {
+    if (picked.ok() || now >= pending.deadline ||
+        (!pending.wait_for_ready && current->NothingComing())) {
       pending.done(std::move(picked));
     } else {
       pending_picks_.push_back(std::move(pending));

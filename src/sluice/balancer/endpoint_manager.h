@@ -32,6 +32,10 @@ struct PickerSnapshot {
   // connecting, not ejected, not reported NOT_SERVING.
   size_t coming = 0;
   bool discovery_reported = false;
+
+  // Whether a pick that does not wait for ready (gRPC's wait_for_ready false) should give up
+  // now: discovery has spoken and no endpoint is coming.
+  bool NothingComing() const { return discovery_reported && coming == 0; }
 };
 
 using PickDone = std::function<void(absl::StatusOr<std::shared_ptr<EndpointHandle>>)>;

@@ -154,8 +154,8 @@ class Balancer::Impl final : public ReadinessReporter {
                  bool wait_for_ready) {
     auto snapshot = endpoints_.snapshot();
     auto picked = endpoints_.TryPick(*snapshot, hash_key, avoid);
-    const bool hopeless = !wait_for_ready && snapshot->discovery_reported && snapshot->coming == 0;
-    if (picked.ok() || fail_fast || hopeless || options_.clock->Now() >= deadline) {
+    if (picked.ok() || fail_fast || (!wait_for_ready && snapshot->NothingComing()) ||
+        options_.clock->Now() >= deadline) {
       done(AsBackend(std::move(picked)));
       return;
     }
