@@ -563,8 +563,11 @@ TEST(ProxyResilienceTest, KilledBackendCallsSucceedViaRetries) {
   std::vector<ChildProcess> backends;
   std::vector<std::string> ips = {"127.0.0.11", "127.0.0.12", "127.0.0.13"};
   for (const auto& ip : ips) {
-    auto child = ChildProcess::Start(
-        {BuiltBinary("bin/greeter_server"), "--ip", ip, "--port", std::to_string(port), "--quiet"});
+    // Calls of 20 ms: the kill finds calls in flight on the backend, which only a retry saves.
+    // (With sub-millisecond calls the proxy often sees the connection drop between two calls
+    // and stops picking the backend before any call is lost: no retry to count.)
+    auto child = ChildProcess::Start({BuiltBinary("bin/greeter_server"), "--ip", ip, "--port",
+                                      std::to_string(port), "--delay", "20ms", "--quiet"});
     ASSERT_TRUE(child.ok());
     backends.push_back(std::move(*child));
   }
