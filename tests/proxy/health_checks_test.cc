@@ -173,6 +173,7 @@ TEST(ProxyHealthCheckTest, AClientsHealthWatchThroughTheProxyDoesNotKeepABackend
       absl::StrCat("static://", backends[0]->address(), ",", backends[1]->address()),
       {"--no-health-check"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ASSERT_TRUE((*proxy)->WaitForReadyBackends(2)) << (*proxy)->Get("/api/dashboard").second;
   // Two Watch streams, so both backends very likely carry one.
   auto health = grpc::health::v1::Health::NewStub((*proxy)->Channel());
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;

@@ -878,10 +878,11 @@ TEST(ProxyResilienceTest, AttemptTimeoutLeavesNonIdempotentMethodsAlone) {
   auto proxy = ProxyProcess::Start(
       absl::StrCat("static://", backends[0]->address(), ",", backends[1]->address(), ",",
                    backends[2]->address()),
-      // Round robin over all three from the first call (no health
+      // Round robin over all three once they are connected (no health
       // checks to wait for), so the slow backend's turn comes.
       {"--attempt-timeout", "200ms", "--policy", "round_robin", "--no-health-check"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
+  ASSERT_TRUE((*proxy)->WaitForReadyBackends(3)) << (*proxy)->Get("/api/dashboard").second;
   auto stub = Greeter::NewStub((*proxy)->Channel());
   // Round robin: within three calls one lands on the slow backend, which may not be cut short
   // (the call could not be resent), so it waits for the answer.
@@ -918,10 +919,7 @@ TEST(ProxyRoutingTest, RingHashOnAHeaderKeepsAUserOnOneBackend) {
   // Every backend pickable first (each answered its health check): a key maps to one backend
   // of the whole ring only once the ring is whole. The dashboard's "ready" is the picker's own
   // count (the /backends states change a moment before the picker does).
-  ASSERT_TRUE(WaitFor(
-      [&] { return absl::StrContains((*proxy)->Get("/api/dashboard").second, "\"ready\":3"); },
-      absl::Seconds(10)))
-      << (*proxy)->Get("/api/dashboard").second;
+  ASSERT_TRUE((*proxy)->WaitForReadyBackends(3)) << (*proxy)->Get("/api/dashboard").second;
   auto stub = Greeter::NewStub((*proxy)->Channel());
   auto call_as = [&](const std::string& user) {
     grpc::ClientContext context;
@@ -1045,6 +1043,8 @@ TEST(ProxyResilienceTest, IdempotentUnavailableIsRetriedThenTheBackendsAnswerPas
       ProxyProcess::Start(absl::StrCat("static://", (*a)->address(), ",", (*b)->address()),
                           {"--idempotent", "/grpc.testing.TestService/*", "--max-attempts", "3"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
+  // Both pickable first: with one of them still connecting, every attempt goes to the other.
+  ASSERT_TRUE((*proxy)->WaitForReadyBackends(2)) << (*proxy)->Get("/api/dashboard").second;
   auto stub = TestService::NewStub((*proxy)->Channel());
   grpc::ClientContext context;
   context.set_deadline(In(absl::Seconds(10)));

@@ -101,6 +101,8 @@ TEST(ProxyAccessLogTest, WritesALinePerCallWithItsOutcome) {
       absl::StrCat("static://", (*good)->address(), ",", (*bad)->address()),
       {"--access-log", log_path, "--policy", "round_robin", "--no-health-check"});
   ASSERT_TRUE(proxy.ok()) << proxy.status();
+  // Both connected first, so round robin alternates from the first call.
+  ASSERT_TRUE((*proxy)->WaitForReadyBackends(2)) << (*proxy)->Get("/api/dashboard").second;
   auto stub = Greeter::NewStub((*proxy)->Channel());
   int ok = 0, failed = 0;
   for (int i = 0; i < 6; ++i) {

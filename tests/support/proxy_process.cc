@@ -83,6 +83,11 @@ std::pair<int, std::string> ProxyProcess::Get(const std::string& path) const {
   return {status, body == std::string::npos ? "" : response.substr(body + 4)};
 }
 
+bool ProxyProcess::WaitForReadyBackends(int count, absl::Duration timeout) const {
+  const std::string wanted = absl::StrCat("\"ready\":", count);
+  return WaitFor([&] { return absl::StrContains(Get("/api/dashboard").second, wanted); }, timeout);
+}
+
 double ProxyProcess::Metric(const std::string& name) const {
   const std::string text = Get("/metrics").second;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {

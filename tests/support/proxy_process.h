@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "process.h"
 
 namespace sluice::testing {
@@ -27,6 +28,10 @@ class ProxyProcess {
   std::pair<int, std::string> Get(const std::string& path) const;
   // The value of an unlabelled metric from /metrics, or -1.
   double Metric(const std::string& name) const;
+  // Waits until the proxy's picker counts `count` ready backends (the dashboard's "ready", which
+  // is the picker's own count). Backends become pickable one by one as the proxy's first
+  // connection to each is confirmed, so a test about spreading calls waits for this first.
+  bool WaitForReadyBackends(int count, absl::Duration timeout = absl::Seconds(10)) const;
   // A channel to the proxy; max message sizes raised for the 4 MiB tests.
   std::shared_ptr<grpc::Channel> Channel() const;
 
