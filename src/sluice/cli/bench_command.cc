@@ -31,6 +31,7 @@
 #include "sluice/cli/commands.h"
 #include "sluice/client/balancer.h"
 #include "sluice/core/clock.h"
+#include "sluice/core/grpc_util.h"
 #include "sluice/core/latency_histogram.h"
 #include "sluice/core/log.h"
 
@@ -125,17 +126,6 @@ absl::StatusOr<BenchPlan> MakePlan(const BenchFlags& flags) {
   grpc::Slice slice(payload);
   plan.request = grpc::ByteBuffer(&slice, 1);
   return plan;
-}
-
-std::string StatusCodeName(int code) {
-  static const char* const kNames[] = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
-  if (code >= 0 && code < static_cast<int>(std::size(kNames))) return kNames[code];
-  return absl::StrCat("CODE_", code);
 }
 
 // Which backend answered: a response header the backend sets, else the Greeter's reply text
@@ -411,7 +401,7 @@ int RunBench(const BenchFlags& flags) {
                          {"mean", absl::ToDoubleMilliseconds(h.mean())}};
     nlohmann::json errors = nlohmann::json::object();
     for (const auto& [code, count] : stats.errors) {
-      errors[StatusCodeName(code)] = {{"count", count}, {"example", stats.first_error[code]}};
+      errors[StatusCodeName(static_cast<grpc::StatusCode>(code))] = {{"count", count}, {"example", stats.first_error[code]}};
     }
     out["errors"] = errors;
     out["answered_by"] = nlohmann::json(stats.answered_by);
@@ -441,7 +431,7 @@ int RunBench(const BenchFlags& flags) {
   if (!stats.errors.empty()) {
     std::printf("errors\n");
     for (const auto& [code, count] : stats.errors) {
-      std::printf("  %-20s %lld  e.g. %s\n", StatusCodeName(code).c_str(),
+      std::printf("  %-20s %lld  e.g. %s\n", StatusCodeName(static_cast<grpc::StatusCode>(code)).c_str(),
                   static_cast<long long>(count), stats.first_error[code].c_str());
     }
   }

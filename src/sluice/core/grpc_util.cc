@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace sluice {
 
 TransportState ToTransportState(grpc_connectivity_state state) {
@@ -18,6 +20,12 @@ TransportState ToTransportState(grpc_connectivity_state state) {
       return TransportState::kShutdown;
   }
   return TransportState::kShutdown;
+}
+
+std::string StatusCodeName(grpc::StatusCode code) {
+  std::string name = absl::StatusCodeToString(ToAbslCode(code));
+  if (name.empty()) return absl::StrCat("CODE_", static_cast<int>(code));
+  return name;
 }
 
 std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, const Clock& clock) {

@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -25,6 +26,8 @@ std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, const 
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
+// "UNAVAILABLE", as gRPC's docs and tools spell the code; "CODE_n" for a number past the list.
+std::string StatusCodeName(grpc::StatusCode code);
 inline absl::StatusCode ToAbslCode(grpc::StatusCode code) {
   return static_cast<absl::StatusCode>(code);
 }

@@ -91,6 +91,7 @@ struct WatchUpdate {
 std::string PrefixRangeEnd(absl::string_view prefix);
 
 class EtcdWatch;
+class EtcdMembers;
 
 // A client for etcd's v3 gRPC API. Thread-safe: any thread may call any method. Calls block
 // the calling thread (at most call_timeout per member). One background thread per client keeps
@@ -134,12 +135,11 @@ class EtcdClient {
   // The members this client was given, in order.
   const std::vector<std::string>& endpoints() const;
 
-  class Impl;
 
  private:
-  explicit EtcdClient(std::shared_ptr<Impl> impl);
+  explicit EtcdClient(std::shared_ptr<EtcdMembers> members);
   // Shared with running watches, so a watch may outlive the client.
-  std::shared_ptr<Impl> impl_;
+  std::shared_ptr<EtcdMembers> members_;
 };
 
 // A running watch. Destroying it cancels the stream and joins its thread.
