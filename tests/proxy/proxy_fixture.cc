@@ -9,6 +9,25 @@
 
 namespace sluice::testing {
 
+std::chrono::system_clock::time_point In(absl::Duration d) {
+  return std::chrono::system_clock::now() + absl::ToChronoNanoseconds(d);
+}
+
+std::string Replier(const std::string& reply) {
+  const size_t at = reply.rfind("I am ");
+  return at == std::string::npos ? "" : reply.substr(at + 5);
+}
+
+grpc::Status SayHello(Greeter::Stub& stub, const std::string& name, HelloReply* reply,
+                      absl::Duration timeout) {
+  grpc::ClientContext context;
+  context.set_deadline(In(timeout));
+  HelloRequest request;
+  request.set_name(name);
+  return stub.SayHello(&context, request, reply);
+}
+
+
 constexpr int kMaxMessage = 16 << 20;
 
 class TestServiceBackend::Service final : public grpc::testing::TestService::Service {

@@ -8,10 +8,21 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "greeter_backend.h"
 #include "grpc/testing/test.grpc.pb.h"
 #include "proxy_process.h"
 
 namespace sluice::testing {
+
+// A gRPC deadline `d` from now.
+std::chrono::system_clock::time_point In(absl::Duration d);
+
+// Which backend answered a Greeter call: "Hello, <name>!, I am <ip>:<port>" -> "<ip>:<port>".
+std::string Replier(const std::string& reply);
+
+grpc::Status SayHello(Greeter::Stub& stub, const std::string& name, HelloReply* reply,
+                      absl::Duration timeout = absl::Seconds(10));
 
 // gRPC's TestService, implemented here as a real server on a loopback address, with counters the
 // tests read: messages streamed out, cancellations the handlers observed.
