@@ -10,7 +10,6 @@ DevTools protocol, opens GET / on the admin port of a real `sluice proxy` balanc
 
 Usage: dashboard_test.py BUILD_DIR OUT_DIR
 """
-import importlib.util
 import json
 import os
 import re
@@ -24,28 +23,15 @@ import urllib.request
 
 import websocket  # python3-websocket
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location(
-    "experiments_run", os.path.join(HERE, "..", "..", "experiments", "run.py"))
-lab = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lab)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import Checks, lab  # noqa: E402
 
 BUILD, OUT = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 BIN = os.path.join(BUILD, "bin")
 IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
-failures = []
-passed = 0
+check = Checks()
 
 
-def check(ok, message):
-    global passed
-    if ok:
-        passed += 1
-        print("ok: " + message, flush=True)
-    else:
-        failures.append(message)
-        print("FAIL: " + message, flush=True)
-    return ok
 
 
 class DevTools:
@@ -198,10 +184,9 @@ finally:
     if browser is not None:
         browser.close()
     procs.stop_all()
-    if failures:
+    if check.failures:
         print("logs kept in " + work)
     else:
         shutil.rmtree(work, ignore_errors=True)
 
-print("%d passed, %d failed" % (passed, len(failures)))
-sys.exit(1 if failures else 0)
+check.exit()

@@ -5,22 +5,17 @@ and a latency histogram.
 
 Usage: greeter_client_metrics_test.py BUILD_DIR
 """
-import importlib.util
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location(
-    "experiments_run", os.path.join(HERE, "..", "..", "experiments", "run.py"))
-lab = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lab)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import Checks, lab  # noqa: E402
 
 BIN = os.path.join(os.path.abspath(sys.argv[1]), "bin")
 IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
@@ -28,7 +23,7 @@ IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 work = tempfile.mkdtemp(prefix="sluice-client-metrics-test-")
 procs = lab.Processes(work)
-failures, passed = [], 0
+check = Checks()
 try:
     port = lab.free_port(IPS[0])
     for ip in IPS:
@@ -52,15 +47,10 @@ try:
         ok = ok and ("sluice_client_endpoint_responses_total%s,grpc_status=\"0\"}" % endpoint) in text
         ok = ok and ("sluice_client_endpoint_latency_seconds_count%s}" % endpoint) in text
         ok = ok and ("sluice_client_endpoint_up%s,state=\"ready\"} 1" % endpoint) in text
-        if ok:
-            passed += 1
-            print("ok: %s:%d counted (%s calls)" % (ip, port, calls.group(1)))
-        else:
-            failures.append(ip)
-            print("FAIL: %s:%d not counted in:\n%s" % (ip, port, text))
+        check(ok, "%s:%d counted (%s calls)" % (ip, port, calls.group(1) if calls else "no")
+              + ("" if ok else " in:\n" + text))
     procs.stop(client)
 finally:
     procs.stop_all()
     shutil.rmtree(work, ignore_errors=True)
-print("%d passed, %d failed" % (passed, len(failures)))
-sys.exit(1 if failures else 0)
+check.exit()

@@ -17,27 +17,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import Checks, lab  # noqa: E402
 
 SOURCE, BUILD = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 PREFIX = "/opt/sluice"
-failures = []
-passed = 0
+check = Checks()
 
 
-def check(ok, message):
-    global passed
-    if ok:
-        passed += 1
-        print("ok: " + message)
-    else:
-        failures.append(message)
-        print("FAIL: " + message)
-    return ok
 
 
 def run(argv, **kwargs):
@@ -47,22 +38,6 @@ def run(argv, **kwargs):
         print(result.stdout[-4000:] + result.stderr[-4000:])
     return result
 
-
-def free_port(ip):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
-def wait_port(ip, port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection((ip, port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 # A timeout's SIGTERM still runs the cleanup below (the processes this test started).
@@ -95,7 +70,7 @@ try:
     check(r.returncode == 0 and "proxy" in r.stdout, "the installed sluice runs")
 
     # Three real Greeter backends on 127.0.0.11-13.
-    port = free_port("127.0.0.11")
+    port = lab.free_port("127.0.0.11")
     addresses = ["127.0.0.%d:%d" % (11 + i, port) for i in range(3)]
     for address in addresses:
         ip = address.split(":")[0]
@@ -104,7 +79,7 @@ try:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     for address in addresses:
         ip = address.split(":")[0]
-        check(wait_port(ip, port), "backend %s is up" % address)
+        check(lab.wait_until(lambda: lab.can_connect(ip, port), 20), "backend %s is up" % address)
     target = "static://" + ",".join(addresses)
 
     # 2. The consumer, against the install only.
@@ -201,5 +176,4 @@ finally:
         b.wait()
     shutil.rmtree(work, ignore_errors=True)
 
-print("%d passed, %d failed" % (passed, len(failures)))
-sys.exit(1 if failures else 0)
+check.exit()

@@ -5,24 +5,18 @@ once (under 1024 it would stop accepting at about 1,000 with "Too many open file
 
 Usage: open_files_limit_test.py BUILD_DIR
 """
-import importlib.util
 import os
 import re
 import resource
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location(
-    "experiments_run", os.path.join(HERE, "..", "..", "experiments", "run.py"))
-lab = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lab)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import Checks, lab  # noqa: E402
 
 BIN = os.path.join(os.path.abspath(sys.argv[1]), "bin")
 CONNECTIONS = 1500
@@ -36,17 +30,9 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 work = tempfile.mkdtemp(prefix="sluice-open-files-test-")
 procs = lab.Processes(work)
-failures, passed = [], 0
+check = Checks()
 
 
-def check(ok, message):
-    global passed
-    if ok:
-        passed += 1
-        print("ok: " + message, flush=True)
-    else:
-        failures.append(message)
-        print("FAIL: " + message, flush=True)
 
 
 def metric(port, name):
@@ -101,5 +87,4 @@ finally:
         s.close()
     procs.stop_all()
     shutil.rmtree(work, ignore_errors=True)
-print("%d passed, %d failed" % (passed, len(failures)))
-sys.exit(1 if failures else 0)
+check.exit()

@@ -13,7 +13,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,27 +20,13 @@ spec = importlib.util.spec_from_file_location(
     "h2seeds", os.path.join(HERE, "..", "..", "fuzz", "make_h2_seeds.py"))
 h2 = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(h2)
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from e2e import lab  # noqa: E402
 
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = (
     0x0, 0x1, 0x2, 0x7, 0x8, 0xb)
 MAX_STREAMS = 50
 
-
-def free_port(ip="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def rss_kb(pid):
@@ -136,16 +121,16 @@ def main():
     try:
         backends = []
         for ip in ("127.0.0.11", "127.0.0.12"):
-            port = free_port(ip)
+            port = lab.free_port(ip)
             start("greeter-" + ip, [os.path.join(bin_dir, "greeter_server"), "--ip", ip,
                                     "--port", str(port), "--quiet"])
             backends.append("%s:%d" % (ip, port))
-        proxy_port = free_port()
+        proxy_port = lab.free_port()
         proxy = start("proxy", [os.path.join(bin_dir, "sluice"), "proxy",
                                 "--listen", "127.0.0.1:%d" % proxy_port,
                                 "--target", "static://" + ",".join(backends),
                                 "--workers", "1", "--max-concurrent-streams", str(MAX_STREAMS)])
-        if not wait_port(proxy_port):
+        if not lab.wait_until(lambda: lab.can_connect("127.0.0.1", proxy_port), 10):
             check(False, "the proxy starts")
             return 1
         time.sleep(0.5)

@@ -18,7 +18,6 @@ Checks, in order (one etcd and one set of backends, reset between steps):
 
 Usage: xds_clients_test.py BUILD_DIR
 """
-import importlib.util
 import json
 import os
 import signal
@@ -30,20 +29,13 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-spec = importlib.util.spec_from_file_location(
-    "experiments_run", os.path.join(HERE, "..", "..", "experiments", "run.py"))
-lab_module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lab_module)
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from e2e import Checks, lab as lab_module  # noqa: E402
 
 BUILD = os.path.abspath(sys.argv[1])
-failures = []
+check = Checks()
 
 
-def check(ok, message):
-    print(("ok: " if ok else "FAIL: ") + message, flush=True)
-    if not ok:
-        failures.append(message)
-    return ok
 
 
 CONFIG = {
@@ -272,10 +264,9 @@ def main():
               "/metrics counts ACKs by type and the endpoints served")
     finally:
         lab.procs.stop_all()
-    if failures:
-        print("%d check(s) failed; logs in %s" % (len(failures), work))
-        sys.exit(1)
-    print("all checks passed")
+    if check.failures:
+        print("logs in " + work)
+    check.exit()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class Call;
 // tests). The call never sees a socket, only these operations on its stream.
 class ClientSide {
  public:
-  // Response headers; with `body`, DATA follows through Call::ReadResponseBody.
+  // Response headers; with `body`, DATA follows through Call::PlanResponseBody/TakeResponseBody.
   virtual void SubmitResponse(int32_t stream, const HeaderBlock& headers, bool body) = 0;
   // Trailers after the body; false if they could not be queued.
   virtual bool SubmitTrailers(int32_t stream, const HeaderBlock& trailers) = 0;
@@ -48,7 +48,7 @@ class ClientSide {
 class BackendSide {
  public:
   // Opens a stream for `call` with its request headers (grpc-timeout replaced by `timeout`
-  // unless empty); with `body`, DATA follows through Call::ReadRequestBody. The stream id, or a
+  // unless empty); with `body`, DATA follows through Call::PlanRequestBody/TakeRequestBody. The stream id, or a
   // negative nghttp2 error code.
   virtual int32_t SubmitRequest(Call* call, const HeaderBlock& headers, absl::string_view timeout,
                                 bool body) = 0;
@@ -178,10 +178,9 @@ class Call {
   // into the connection's output (nghttp2's NO_COPY): Plan says how many bytes the frame takes
   // (at most `length`) and sets EOF (submitting trailers) when they are the last, or returns
   // NGHTTP2_ERR_DEFERRED when there are none yet; Take hands exactly those bytes to `sink` and
-  // returns their flow-control credit to the backend. ReadResponseBody does both, copying.
+  // returns their flow-control credit to the backend.
   ssize_t PlanResponseBody(size_t length, uint32_t* flags);
   void TakeResponseBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink);
-  ssize_t ReadResponseBody(uint8_t* buf, size_t length, uint32_t* flags);
 
   // From the backend's session, for the current attempt's stream.
   void OnResponseHeadersBegin() { resp_pending_.clear(); }
@@ -200,7 +199,6 @@ class Call {
   // The same two steps for request DATA towards the backend (credit goes back to the client).
   ssize_t PlanRequestBody(size_t length, uint32_t* flags);
   void TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink);
-  ssize_t ReadRequestBody(uint8_t* buf, size_t length, uint32_t* flags);
 
   // From the host.
   void OnTimer(TimerKind kind);

@@ -94,15 +94,6 @@ void Call::TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)
   }
 }
 
-ssize_t Call::ReadRequestBody(uint8_t* buf, size_t length, uint32_t* flags) {
-  const ssize_t n = PlanRequestBody(length, flags);
-  if (n < 0) return n;
-  TakeRequestBody(static_cast<size_t>(n), [buf](const char* data, size_t len) {
-    memcpy(buf, data, len);
-  });
-  return n;
-}
-
 void Call::OnResponseData(const uint8_t* data, size_t len) {
   resp_buf_.append(reinterpret_cast<const char*>(data), len);
   resp_unconsumed_ += len;
@@ -147,15 +138,6 @@ void Call::TakeResponseBody(size_t n, absl::FunctionRef<void(const char*, size_t
     resp_off_ = 0;
     Account();
   }
-}
-
-ssize_t Call::ReadResponseBody(uint8_t* buf, size_t length, uint32_t* flags) {
-  const ssize_t n = PlanResponseBody(length, flags);
-  if (n < 0) return n;
-  TakeResponseBody(static_cast<size_t>(n), [buf](const char* data, size_t len) {
-    memcpy(buf, data, len);
-  });
-  return n;
 }
 
 void Call::ResumeResponse() {
