@@ -58,10 +58,9 @@ void Call::Begin(CallHost* host, uint64_t id, ClientSide* client, int32_t stream
   accounting_ = LoadAccounting::kCounted;
   hash_key_.reset();
   balancer_ = nullptr;
-  req_buf_.clear();
+  req_buf_.Clear();
   req_base_ = req_sent_ = req_received_ = req_consumed_ = 0;
-  resp_buf_.clear();
-  resp_off_ = 0;
+  resp_buf_.Clear();
   resp_unconsumed_ = 0;
   resp_pending_.clear();
   resp_trailers_.clear();
@@ -333,8 +332,7 @@ void Call::RespondError(grpc::StatusCode code, const std::string& message,
     response_ = ResponseState::kEnded;
   } else if (response_ == ResponseState::kStreaming) {
     if (!keep_buffered_response) {
-      resp_buf_.clear();
-      resp_off_ = 0;
+      resp_buf_.Clear();
       Account();
     }
     resp_trailers_.clear();

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "sluice/balancer/retry_state.h"
 #include "sluice/client/balancer.h"
+#include "sluice/proxy/byte_queue.h"
 #include "sluice/proxy/access_log.h"
 #include "sluice/proxy/event_loop.h"
 #include "sluice/proxy/grpc_util.h"
@@ -271,15 +272,14 @@ class Call {
 
   // Request bytes: req_buf_ holds stream offsets [req_base_, req_base_ + size). While the
   // retry copy is kept, req_base_ stays 0 so another attempt can resend everything.
-  std::string req_buf_;
+  ByteQueue req_buf_;
   uint64_t req_base_ = 0;
   uint64_t req_sent_ = 0;      // stream offset the current attempt has sent up to
   uint64_t req_received_ = 0;  // bytes received from the client
   uint64_t req_consumed_ = 0;  // bytes whose flow-control credit went back to the client
 
   // Response bytes from the backend, not yet handed to the client's session.
-  std::string resp_buf_;
-  size_t resp_off_ = 0;
+  ByteQueue resp_buf_;
   uint64_t resp_unconsumed_ = 0;  // received from the backend, credit not yet returned
   HeaderBlock resp_pending_;      // the header block being received
   HeaderBlock resp_trailers_;

@@ -7,26 +7,13 @@
 #include "sluice/proxy/call.h"
 
 namespace sluice::proxy {
-namespace {
-
-// Sent request bytes and handed-on response bytes are cut from the front of their buffers once
-// this many have piled up (or all were sent), not on every read: fewer moves.
-constexpr size_t kRequestTrimBytes = 16 << 10;
-constexpr size_t kResponseTrimBytes = 64 << 10;
-// A recycled call keeps buffers up to this size; a large message's are given back.
-constexpr size_t kKeptBufferBytes = 16 << 10;
-
-}  // namespace
-
 void Call::Recycle() {
   request_headers_.clear();
   path_.clear();
-  req_buf_.clear();
-  resp_buf_.clear();
+  req_buf_.Clear();  // each keeps one block; a large message's others are freed
+  resp_buf_.Clear();
   resp_pending_.clear();
   resp_trailers_.clear();
-  if (req_buf_.capacity() > kKeptBufferBytes) req_buf_.shrink_to_fit();
-  if (resp_buf_.capacity() > kKeptBufferBytes) resp_buf_.shrink_to_fit();
   backend_.reset();
   previous_backend_.reset();
   retry_.reset();
@@ -46,7 +33,7 @@ void Call::OnRequestData(const uint8_t* data, size_t len) {
     client_->Consume(client_stream_, len);
     return;
   }
-  req_buf_.append(reinterpret_cast<const char*>(data), len);
+  req_buf_.Append(reinterpret_cast<const char*>(data), len);
   req_received_ += len;
   if (retry_copy_ == RetryCopy::kKept && req_buf_.size() > host_->options().retry_buffer_limit) {
     retry_copy_ = RetryCopy::kReleased;  // too big to resend: this call will not be retried
@@ -77,7 +64,7 @@ ssize_t Call::PlanRequestBody(size_t length, uint32_t* flags) {
 }
 
 void Call::TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink) {
-  if (n > 0) sink(req_buf_.data() + (req_sent_ - req_base_), n);
+  req_buf_.Read(req_sent_ - req_base_, n, sink);
   req_sent_ += n;
   if (req_sent_ > req_consumed_) {
     // The backend's session has the bytes now: the client may send as much again.
@@ -85,17 +72,14 @@ void Call::TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)
     req_consumed_ = req_sent_;
   }
   if (retry_copy_ == RetryCopy::kReleased) {
-    const size_t sent = req_sent_ - req_base_;
-    if (sent == req_buf_.size() || sent >= kRequestTrimBytes) {
-      req_buf_.erase(0, sent);
-      req_base_ = req_sent_;
-      Account();
-    }
+    req_buf_.Drop(req_sent_ - req_base_);
+    req_base_ = req_sent_;
+    Account();
   }
 }
 
 void Call::OnResponseData(const uint8_t* data, size_t len) {
-  resp_buf_.append(reinterpret_cast<const char*>(data), len);
+  resp_buf_.Append(reinterpret_cast<const char*>(data), len);
   resp_unconsumed_ += len;
   resp_bytes_ += len;
   Account();
@@ -103,7 +87,7 @@ void Call::OnResponseData(const uint8_t* data, size_t len) {
 }
 
 ssize_t Call::PlanResponseBody(size_t length, uint32_t* flags) {
-  const size_t unsent = resp_buf_.size() - resp_off_;
+  const size_t unsent = resp_buf_.size();
   const size_t n = std::min(length, unsent);
   if (n == unsent) {  // this frame takes everything there is
     if (response_ == ResponseState::kEnded) {
@@ -122,22 +106,14 @@ ssize_t Call::PlanResponseBody(size_t length, uint32_t* flags) {
 }
 
 void Call::TakeResponseBody(size_t n, absl::FunctionRef<void(const char*, size_t)> sink) {
-  if (n > 0) sink(resp_buf_.data() + resp_off_, n);
-  resp_off_ += n;
+  resp_buf_.Read(0, n, sink);
+  resp_buf_.Drop(n);
   if (backend_side_ != nullptr && resp_unconsumed_ > 0) {
     const uint64_t credit = std::min<uint64_t>(n, resp_unconsumed_);
     backend_side_->Consume(backend_stream_, credit);
     resp_unconsumed_ -= credit;
   }
-  if (resp_off_ == resp_buf_.size()) {
-    resp_buf_.clear();
-    resp_off_ = 0;
-    Account();
-  } else if (resp_off_ >= kResponseTrimBytes) {
-    resp_buf_.erase(0, resp_off_);
-    resp_off_ = 0;
-    Account();
-  }
+  Account();
 }
 
 void Call::ResumeResponse() {
@@ -171,16 +147,14 @@ void Call::DropRequest() {
   req_consumed_ = req_received_;
   req_base_ = req_received_;
   req_sent_ = req_received_;
-  req_buf_.clear();
-  req_buf_.shrink_to_fit();
+  req_buf_.Release();
   retry_copy_ = RetryCopy::kReleased;
   Account();
 }
 
 void Call::ReleaseRetryCopy() {
   retry_copy_ = RetryCopy::kReleased;
-  const size_t sent = req_sent_ - req_base_;
-  req_buf_.erase(0, sent);
+  req_buf_.Drop(req_sent_ - req_base_);
   req_base_ = req_sent_;
   Account();
 }
