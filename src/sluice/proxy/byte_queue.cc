@@ -11,7 +11,7 @@ void ByteQueue::Append(const char* data, size_t len) {
     const size_t end = head_ + size_;  // where the next byte goes, from the first block's start
     if (end / kBlockBytes == blocks_.size()) {
       blocks_.push_back(spare_ != nullptr ? std::move(spare_)
-                                          : std::make_unique<char[]>(kBlockBytes));
+                                          : std::unique_ptr<char[]>(new char[kBlockBytes]));
     }
     const size_t in_block = end % kBlockBytes;
     const size_t n = std::min(len, kBlockBytes - in_block);
@@ -39,9 +39,9 @@ void ByteQueue::Drop(size_t len) {
   head_ += len;
   size_ -= len;
   if (size_ == 0) {
-    // Nothing left: start over at the front of one block.
-    if (spare_ == nullptr && !blocks_.empty()) spare_ = std::move(blocks_.front());
-    blocks_.clear();
+    // Nothing left: start over at the front of the first block and free any others, so a
+    // small message after a large one holds one block, and the next one allocates nothing.
+    while (blocks_.size() > 1) blocks_.pop_back();
     head_ = 0;
     return;
   }
@@ -52,13 +52,9 @@ void ByteQueue::Drop(size_t len) {
   }
 }
 
-void ByteQueue::Clear() { Drop(size_); }
-
-void ByteQueue::Release() {
-  blocks_.clear();
-  spare_.reset();
-  head_ = 0;
-  size_ = 0;
+void ByteQueue::Clear() {
+  Drop(size_);
+  spare_.reset();  // a recycled call keeps one block per direction, as little as a small call needs
 }
 
 std::string ByteQueue::ToString() const {

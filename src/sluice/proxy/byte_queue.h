@@ -13,7 +13,7 @@ namespace sluice::proxy {
 // buffer (std::string) copies everything it holds each time it grows, and moves what is left each
 // time sent bytes are cut from its front; for a 1 MiB message those two moves were a third of the
 // proxy's memcpy. Here appending never moves queued bytes and dropping frees whole blocks.
-// One block stays after Clear(), so a recycled call's small messages allocate nothing.
+// One block stays once the queue empties, so a recycled call's small messages allocate nothing.
 class ByteQueue {
  public:
   // nghttp2's largest DATA frame by default: a frame's bytes span at most two blocks.
@@ -32,10 +32,8 @@ class ByteQueue {
   void Read(size_t offset, size_t len, absl::FunctionRef<void(const char*, size_t)> sink) const;
   // Drops the first `len` bytes (at most size()).
   void Drop(size_t len);
-  // Drops everything, keeping one block for reuse.
+  // Drops everything, keeping one block.
   void Clear();
-  // Drops everything and frees every block.
-  void Release();
 
   // The bytes as one string, for tests and logs.
   std::string ToString() const;
@@ -44,7 +42,7 @@ class ByteQueue {
   std::deque<std::unique_ptr<char[]>> blocks_;
   size_t head_ = 0;  // offset of the first byte in blocks_.front()
   size_t size_ = 0;
-  std::unique_ptr<char[]> spare_;  // a freed block, reused by the next Append
+  std::unique_ptr<char[]> spare_;  // a block freed from the front, for the next Append
 };
 
 }  // namespace sluice::proxy

@@ -147,7 +147,7 @@ void Call::DropRequest() {
   req_consumed_ = req_received_;
   req_base_ = req_received_;
   req_sent_ = req_received_;
-  req_buf_.Release();
+  req_buf_.Clear();
   retry_copy_ = RetryCopy::kReleased;
   Account();
 }
