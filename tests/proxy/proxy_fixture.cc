@@ -162,6 +162,8 @@ absl::StatusOr<std::unique_ptr<TestServiceBackend>> TestServiceBackend::Start(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(ip + ":0", credentials ? credentials : grpc::InsecureServerCredentials(),
                            &port);
+  // No SO_REUSEPORT: another process can never share (and silently split) this address.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(backend->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessage);
   builder.SetMaxSendMessageSize(kMaxMessage);
