@@ -339,12 +339,14 @@ TEST(ProxyRoutingTest, ConfigFileRoutesEachServiceToItsOwnTarget) {
 }
 
 TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {
-  auto run = [](std::vector<std::string> args) {
+  auto run = [](std::vector<std::string> args, std::string* log = nullptr) {
     args.insert(args.begin(), {BuiltBinary("bin/sluice"), "proxy"});
-    auto child = ChildProcess::Start(args);
+    auto child = ChildProcess::Start(
+        args, {}, absl::StrCat(::testing::TempDir(), "/proxy-command-", getpid(), ".log"));
     EXPECT_TRUE(child.ok());
     auto code = child->Wait(absl::Seconds(20));
     EXPECT_TRUE(code.ok());
+    if (log != nullptr) *log = child->ReadLog();
     return code.ok() ? *code : -1;
   };
   EXPECT_EQ(run({"--help"}), 0);
@@ -364,9 +366,15 @@ TEST(ProxyCommandTest, HelpUsageErrorsAndRuntimeFailureExitCodes) {
   ASSERT_EQ(listen(fd, 1), 0);
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string log;
   EXPECT_EQ(run({"--target", "127.0.0.11:1", "--listen",
-                 absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))}),
+                 absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))},
+                &log),
             1);
+  // The message names the cause, and it is the one ProxyProcess::Start retries on with fresh
+  // ports when another test took its port first.
+  EXPECT_TRUE(absl::StrContains(log, "already in use")) << log;
+  EXPECT_TRUE(LostAPortRace(log)) << log;
   close(fd);
 }
 

@@ -138,7 +138,9 @@ int FreePort() {
 }
 
 bool LostAPortRace(const std::string& output) {
-  return absl::StrContains(absl::AsciiStrToLower(output), "address already in use");
+  // strerror's "Address already in use" (etcd) and the proxy's own "the address is already in
+  // use by another process".
+  return absl::StrContains(absl::AsciiStrToLower(output), "already in use");
 }
 
 bool CanConnect(const std::string& host, int port) {

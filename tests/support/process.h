@@ -46,7 +46,7 @@ class ChildProcess {
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 // A child given FreePort() ports may find one taken by the time it binds it (ctest runs tests
-// side by side): whether its output says so ("address already in use", any case), and how many
+// side by side): whether its output says so ("already in use", any case), and how many
 // times in all a start may try fresh ports.
 bool LostAPortRace(const std::string& output);
 constexpr int kPortRaceAttempts = 3;
