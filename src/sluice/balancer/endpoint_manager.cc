@@ -72,28 +72,27 @@ EndpointManager::Outlook EndpointManager::OutlookOf(const Entry& entry) {
   return transport_coming ? Outlook::kComing : Outlook::kOut;
 }
 
-void EndpointManager::SetTransport(const std::shared_ptr<EndpointHandle>& endpoint,
-                                   TransportState state) {
-  Entry* entry = FindEntry(*endpoint);
+void EndpointManager::Update(const EndpointHandle& endpoint,
+                             absl::FunctionRef<void(Entry&)> change) {
+  Entry* entry = FindEntry(endpoint);
   if (entry == nullptr) return;
   const bool was_pickable = IsPickable(entry->transport, entry->health);
   const Outlook before = OutlookOf(*entry);
-  entry->transport = state;
+  change(*entry);
+  // Pickability feeds outlier detection even while ejected; the outlook feeds the snapshot.
   if (was_pickable != IsPickable(entry->transport, entry->health) || OutlookOf(*entry) != before) {
     Rebuild();
   }
 }
 
+void EndpointManager::SetTransport(const std::shared_ptr<EndpointHandle>& endpoint,
+                                   TransportState state) {
+  Update(*endpoint, [state](Entry& entry) { entry.transport = state; });
+}
+
 void EndpointManager::SetHealth(const std::shared_ptr<EndpointHandle>& endpoint,
                                 HealthState state) {
-  Entry* entry = FindEntry(*endpoint);
-  if (entry == nullptr) return;
-  const bool was_pickable = IsPickable(entry->transport, entry->health);
-  const Outlook before = OutlookOf(*entry);
-  entry->health = state;
-  if (was_pickable != IsPickable(entry->transport, entry->health) || OutlookOf(*entry) != before) {
-    Rebuild();
-  }
+  Update(*endpoint, [state](Entry& entry) { entry.health = state; });
 }
 
 std::vector<OutlierDetector::Member> EndpointManager::Members() {

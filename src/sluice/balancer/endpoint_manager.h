@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "sluice/balancer/endpoint_handle.h"
@@ -121,6 +122,9 @@ class EndpointManager {
   static Outlook OutlookOf(const Entry& entry);
 
   Entry* FindEntry(const EndpointHandle& endpoint);
+  // Applies `change` to the endpoint's entry, if it still has one, and rebuilds the snapshot
+  // when that moved the entry's pickability or outlook.
+  void Update(const EndpointHandle& endpoint, absl::FunctionRef<void(Entry&)> change);
   std::vector<OutlierDetector::Member> Members();
   absl::Status NoEndpointError(const PickerSnapshot& snapshot) const;
   void Rebuild();
