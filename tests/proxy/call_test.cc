@@ -18,22 +18,24 @@ namespace sluice::proxy {
 namespace {
 
 // What a session's data source does with a call's DATA, copying instead of NO_COPY.
-ssize_t ReadResponseBody(Call& call, uint8_t* buf, size_t length, uint32_t* flags) {
-  const ssize_t n = call.PlanResponseBody(length, flags);
-  if (n >= 0) {
-    call.TakeResponseBody(static_cast<size_t>(n),
-                          [buf](const char* data, size_t len) { memcpy(buf, data, len); });
+enum class Body { kRequest, kResponse };
+ssize_t ReadBody(Call& call, Body body, uint8_t* buf, size_t length, uint32_t* flags) {
+  const ssize_t n = body == Body::kRequest ? call.PlanRequestBody(length, flags)
+                                           : call.PlanResponseBody(length, flags);
+  if (n < 0) return n;
+  auto copy = [buf](const char* data, size_t len) { memcpy(buf, data, len); };
+  if (body == Body::kRequest) {
+    call.TakeRequestBody(static_cast<size_t>(n), copy);
+  } else {
+    call.TakeResponseBody(static_cast<size_t>(n), copy);
   }
   return n;
 }
-
 ssize_t ReadRequestBody(Call& call, uint8_t* buf, size_t length, uint32_t* flags) {
-  const ssize_t n = call.PlanRequestBody(length, flags);
-  if (n >= 0) {
-    call.TakeRequestBody(static_cast<size_t>(n),
-                         [buf](const char* data, size_t len) { memcpy(buf, data, len); });
-  }
-  return n;
+  return ReadBody(call, Body::kRequest, buf, length, flags);
+}
+ssize_t ReadResponseBody(Call& call, uint8_t* buf, size_t length, uint32_t* flags) {
+  return ReadBody(call, Body::kResponse, buf, length, flags);
 }
 
 struct FakeClient final : ClientSide {
