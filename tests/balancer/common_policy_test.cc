@@ -87,8 +87,8 @@ TEST_P(EveryPolicyTest, AnotherPolicysConfigFallsBackToDefaults) {
   SetLogSink(std::move(previous));
   EXPECT_EQ(PickedSet(*picker, 2000), (std::set<size_t>{0, 1, 2}));
   // Policies that read their config say it was the wrong one.
-  const std::set<std::string> configurable = {"least_request", "peak_ewma", "ring_hash",
-                                              "prequal", "weighted_round_robin"};
+  const std::set<std::string> configurable = {"least_request", "peak_ewma", "ring_hash", "prequal",
+                                              "weighted_round_robin"};
   if (configurable.count(GetParam()) > 0) {
     ASSERT_EQ(errors.size(), 1u);
     EXPECT_EQ(errors[0], absl::StrCat(GetParam(),

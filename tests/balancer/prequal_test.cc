@@ -232,15 +232,14 @@ TEST_F(PrequalTest, BadConfigsAreNamed) {
     return configured.ok() ? std::string("OK") : std::string(configured.status().message());
   };
   EXPECT_EQ(error({{"probes", 4}, {"hot_quantile", 0.9}, {"report_max_age", "2s"}}), "OK");
-  EXPECT_EQ(error({{"probes", 1}}), "prequal: 'probes' must be an integer >= 2 and <= 16, got 1");
+  EXPECT_EQ(error({{"probes", 1}}), "prequal: probes: must be an integer from 2 to 16, got 1");
   EXPECT_EQ(error({{"hot_quantile", 1.5}}),
-            "prequal: 'hot_quantile' must be a number >= 0 and <= 1, got 1.5");
+            "prequal: hot_quantile: must be a number from 0 to 1, got 1.5");
   EXPECT_EQ(error({{"decay", "0s"}}),
-            "prequal: 'decay' must be a positive duration string such as \"250ms\" or \"10s\", "
-            "got \"0s\"");
+            "prequal: decay: must be a positive duration such as \"250ms\" or \"10s\", got \"0s\"");
   EXPECT_EQ(error({{"probe", 3}}),
-            "prequal: unknown config field 'probe'; known fields: decay, default_rtt, "
-            "hot_quantile, probes, report_max_age");
+            "prequal: probe: unknown field (known: probes, hot_quantile, default_rtt, decay, "
+            "report_max_age)");
 }
 
 }  // namespace

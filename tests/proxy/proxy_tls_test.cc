@@ -530,7 +530,7 @@ TEST(ProxyTlsTest, ConfigFileSetsBackendTlsPerRoute) {
   // A bad "tls" value is refused with the route and the reason.
   write_config(R"({"cert": "x.pem"})");
   EXPECT_EQ(RunProxyCommand(dir, {"--config", config}, &log), 2);
-  EXPECT_TRUE(absl::StrContains(log, "\"tls\".\"ca\" is missing")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "routes[0].tls: \"ca\" is missing")) << log;
   RemoveTree(dir);
 }
 

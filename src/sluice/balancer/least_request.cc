@@ -117,8 +117,8 @@ class LeastRequestFactory final : public PolicyFactory {
 
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
-    absl::StatusOr<ConfigReader> reader =
-        ConfigReader::Create(kPolicyName, config, {"choice_count", "active_request_bias"});
+    absl::StatusOr<JsonReader> reader =
+        ReadPolicyConfig(kPolicyName, config, {"choice_count", "active_request_bias"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<LeastRequestConfig>();
     if (absl::Status s = reader->ReadInt("choice_count", 2, kMaxChoiceCount, &parsed->choice_count);

@@ -107,9 +107,8 @@ class PeakEwmaFactory final : public PolicyFactory {
 
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
-    absl::StatusOr<ConfigReader> reader =
-        ConfigReader::Create(kPolicyName, config,
-                             {"default_rtt", "decay", "min_rtt", "probe_after"});
+    absl::StatusOr<JsonReader> reader =
+        ReadPolicyConfig(kPolicyName, config, {"default_rtt", "decay", "min_rtt", "probe_after"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<PeakEwmaConfig>();
     if (absl::Status s = reader->ReadPositiveDuration("default_rtt", &parsed->default_rtt);

@@ -83,7 +83,7 @@ class PrequalFactory final : public PolicyFactory {
 
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
-    absl::StatusOr<ConfigReader> reader = ConfigReader::Create(
+    absl::StatusOr<JsonReader> reader = ReadPolicyConfig(
         kPolicyName, config, {"probes", "hot_quantile", "default_rtt", "decay", "report_max_age"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<PrequalConfig>();

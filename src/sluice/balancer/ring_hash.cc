@@ -132,8 +132,8 @@ class RingHashFactory final : public PolicyFactory {
 
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
-    absl::StatusOr<ConfigReader> reader =
-        ConfigReader::Create(kPolicyName, config, {"min_ring_size", "max_ring_size"});
+    absl::StatusOr<JsonReader> reader =
+        ReadPolicyConfig(kPolicyName, config, {"min_ring_size", "max_ring_size"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<RingHashConfig>();
     if (absl::Status s = reader->ReadInt("min_ring_size", 1, kMaxRingSize, &parsed->min_ring_size);
@@ -145,9 +145,9 @@ class RingHashFactory final : public PolicyFactory {
       return s;
     }
     if (parsed->min_ring_size > parsed->max_ring_size) {
-      return reader->Error(absl::StrCat("'min_ring_size' (", parsed->min_ring_size,
-                                        ") must be <= 'max_ring_size' (", parsed->max_ring_size,
-                                        ")"));
+      return reader->FieldError(
+          "min_ring_size", absl::StrCat("must not be more than max_ring_size (",
+                                        parsed->max_ring_size, "), got ", parsed->min_ring_size));
     }
     return std::shared_ptr<const PolicyConfig>(std::move(parsed));
   }

@@ -38,7 +38,7 @@ class RoundRobinFactory final : public PolicyFactory {
 
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
-    absl::StatusOr<ConfigReader> reader = ConfigReader::Create(kPolicyName, config, {});
+    absl::StatusOr<JsonReader> reader = ReadPolicyConfig(kPolicyName, config, {});
     if (!reader.ok()) return reader.status();
     return std::make_shared<const RoundRobinConfig>();
   }

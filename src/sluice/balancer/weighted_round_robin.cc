@@ -212,10 +212,10 @@ class WeightedRoundRobinFactory final : public PolicyFactory {
 
   absl::StatusOr<std::shared_ptr<const PolicyConfig>> ParseConfig(
       const nlohmann::json& config) const override {
-    absl::StatusOr<ConfigReader> reader =
-        ConfigReader::Create(kPolicyName, config,
-                             {"blackout_period", "weight_expiration_period", "weight_update_period",
-                              "error_utilization_penalty"});
+    absl::StatusOr<JsonReader> reader =
+        ReadPolicyConfig(kPolicyName, config,
+                         {"blackout_period", "weight_expiration_period", "weight_update_period",
+                          "error_utilization_penalty"});
     if (!reader.ok()) return reader.status();
     auto parsed = std::make_shared<WeightedRoundRobinConfig>();
     for (absl::Status s : {

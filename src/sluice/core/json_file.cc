@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace sluice {
@@ -23,8 +24,7 @@ std::pair<size_t, size_t> LineColumn(absl::string_view text, size_t offset) {
 
 }  // namespace
 
-absl::StatusOr<nlohmann::json> ParseJsonFile(absl::string_view text,
-                                             const std::string& file_name) {
+absl::StatusOr<nlohmann::json> ParseJsonFile(absl::string_view text, const std::string& file_name) {
   // The parser reports errors by exception; they stop here, at the module's edge.
   try {
     return nlohmann::json::parse(text.begin(), text.end());
@@ -38,18 +38,58 @@ absl::StatusOr<nlohmann::json> ParseJsonFile(absl::string_view text,
   }
 }
 
+namespace {
+
+bool IsBlank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// The offset where element `index` of the array that opens at or after `at` starts, or npos.
+size_t ElementStart(absl::string_view text, size_t at, size_t index) {
+  at = text.find('[', at);
+  if (at == absl::string_view::npos) return at;
+  size_t depth = 0, element = 0;
+  bool in_string = false;
+  for (size_t i = at; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (depth == 1 && element == index && !IsBlank(c) && c != ',' && c != ']') return i;
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if (c == ']' || c == '}') {
+      if (--depth == 0) return absl::string_view::npos;
+    } else if (c == ',' && depth == 1) {
+      ++element;
+    }
+  }
+  return absl::string_view::npos;
+}
+
+}  // namespace
+
 size_t LineOfKey(absl::string_view text, const std::vector<std::string>& path) {
   size_t at = 0;
   for (const std::string& key : path) {
+    size_t index = 0;
+    if (key.size() > 2 && key.front() == '[' && key.back() == ']' &&
+        absl::SimpleAtoi(absl::string_view(key).substr(1, key.size() - 2), &index)) {
+      at = ElementStart(text, at, index);
+      if (at == absl::string_view::npos) return 0;
+      continue;
+    }
     // The key as written: quoted and followed (after blanks) by a colon.
     const std::string quoted = absl::StrCat("\"", key, "\"");
     size_t found = text.find(quoted, at);
     while (found != absl::string_view::npos) {
       size_t next = found + quoted.size();
-      while (next < text.size() && (text[next] == ' ' || text[next] == '\t' ||
-                                    text[next] == '\n' || text[next] == '\r')) {
-        ++next;
-      }
+      while (next < text.size() && IsBlank(text[next])) ++next;
       if (next < text.size() && text[next] == ':') break;
       found = text.find(quoted, found + 1);
     }

@@ -14,8 +14,8 @@
 #include "absl/time/time.h"
 #include "sluice/balancer/retry_state.h"
 #include "sluice/client/balancer.h"
-#include "sluice/proxy/byte_queue.h"
 #include "sluice/proxy/access_log.h"
+#include "sluice/proxy/byte_queue.h"
 #include "sluice/proxy/event_loop.h"
 #include "sluice/proxy/grpc_util.h"
 #include "sluice/proxy/header_block.h"
@@ -49,8 +49,8 @@ class ClientSide {
 class BackendSide {
  public:
   // Opens a stream for `call` with its request headers (grpc-timeout replaced by `timeout`
-  // unless empty); with `body`, DATA follows through Call::PlanRequestBody/TakeRequestBody. The stream id, or a
-  // negative nghttp2 error code.
+  // unless empty); with `body`, DATA follows through Call::PlanRequestBody/TakeRequestBody. The
+  // stream id, or a negative nghttp2 error code.
   virtual int32_t SubmitRequest(Call* call, const HeaderBlock& headers, absl::string_view timeout,
                                 bool body) = 0;
   virtual void ResumeBody(int32_t stream, bool was_deferred) = 0;
@@ -236,6 +236,8 @@ class Call {
   void DetachBackend(uint32_t rst);
   void DropRequest();
   void ReleaseRetryCopy();
+  // Frees what the backend's session already took (no retry can want it any more).
+  void DropSentRequest();
   void ResumeResponse();
   void ResumeRequest();
   void Account();

@@ -2,7 +2,6 @@
 // the sender only as the other side's session takes the bytes (end-to-end flow control), and a
 // request's bytes are kept for a resend only while a retry can still use them.
 #include <algorithm>
-#include <cstring>
 
 #include "sluice/proxy/call.h"
 
@@ -71,11 +70,7 @@ void Call::TakeRequestBody(size_t n, absl::FunctionRef<void(const char*, size_t)
     client_->Consume(client_stream_, req_sent_ - req_consumed_);
     req_consumed_ = req_sent_;
   }
-  if (retry_copy_ == RetryCopy::kReleased) {
-    req_buf_.Drop(req_sent_ - req_base_);
-    req_base_ = req_sent_;
-    Account();
-  }
+  if (retry_copy_ == RetryCopy::kReleased) DropSentRequest();
 }
 
 void Call::OnResponseData(const uint8_t* data, size_t len) {
@@ -154,6 +149,10 @@ void Call::DropRequest() {
 
 void Call::ReleaseRetryCopy() {
   retry_copy_ = RetryCopy::kReleased;
+  DropSentRequest();
+}
+
+void Call::DropSentRequest() {
   req_buf_.Drop(req_sent_ - req_base_);
   req_base_ = req_sent_;
   Account();

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "sluice/core/json_file.h"
+#include "sluice/core/json_reader.h"
 
 namespace sluice::proxy {
 
@@ -19,132 +20,97 @@ absl::string_view ServiceOfPath(absl::string_view path) {
 
 namespace {
 
-absl::Status RouteError(const std::string& file, const std::string& where, const std::string& why) {
-  return absl::InvalidArgumentError(absl::StrCat(file, ": ", where, ": ", why));
-}
-
 // "tls": false (plain HTTP/2 to this route's backends, whatever the flags say) or
 // {"ca": FILE, "cert": FILE, "key": FILE} (cert and key optional, together).
-absl::Status ParseRouteTls(const nlohmann::json& value, const std::string& file,
-                           const std::string& where, RouteConfig& route) {
-  if (value.is_boolean() && !value.get<bool>()) {
+absl::Status ParseRouteTls(const JsonReader& tls, RouteConfig& route) {
+  if (tls.value().is_boolean() && !tls.value().get<bool>()) {
     route.backend_tls = RouteConfig::BackendTls::kOff;
     return absl::OkStatus();
   }
-  if (!value.is_object()) {
-    return RouteError(file, where,
-                      "\"tls\" must be false or {\"ca\": FILE, \"cert\": FILE, \"key\": FILE}");
+  if (!tls.value().is_object()) {
+    return tls.Error(
+        absl::StrCat("must be false or {\"ca\": FILE, \"cert\": FILE, \"key\": FILE}, got ",
+                     JsonForError(tls.value())));
   }
+  if (absl::Status s = tls.CheckObject({"ca", "cert", "key"}); !s.ok()) return s;
   BackendTlsFiles& files = route.backend_tls_files;
-  for (const auto& [key, v] : value.items()) {
-    std::string* field = key == "ca"     ? &files.ca
-                         : key == "cert" ? &files.cert
-                         : key == "key"  ? &files.key
-                                         : nullptr;
-    if (field == nullptr) {
-      return RouteError(
-          file, where,
-          absl::StrCat("unknown field \"tls\".\"", key, "\" (expected ca, cert, key)"));
+  for (auto [field, out] :
+       {std::pair{"ca", &files.ca}, std::pair{"cert", &files.cert}, std::pair{"key", &files.key}}) {
+    if (absl::Status s = tls.ReadString(field, out); !s.ok()) return s;
+    if (tls.Get(field) != nullptr && out->empty()) {
+      return tls.FieldError(field, "must be a file name, got \"\"");
     }
-    if (!v.is_string() || v.get<std::string>().empty()) {
-      return RouteError(file, where, absl::StrCat("\"tls\".\"", key, "\" must be a file name"));
-    }
-    *field = v.get<std::string>();
   }
   if (files.ca.empty()) {
-    return RouteError(file, where,
-                      "\"tls\".\"ca\" is missing (the CA backends are verified against)");
+    return tls.Error("\"ca\" is missing (the CA backends are verified against)");
   }
   if (files.cert.empty() != files.key.empty()) {
-    return RouteError(file, where, "\"tls\".\"cert\" and \"tls\".\"key\" go together");
+    return tls.Error("\"cert\" and \"key\" go together");
   }
-  files.origin = absl::StrCat(file, ": ", where, ": \"tls\"");
+  files.origin = absl::StrCat(tls.Where(), route.service.empty()
+                                               ? std::string(" (the default route)")
+                                               : absl::StrCat(" (route for ", route.service, ")"));
   route.backend_tls = RouteConfig::BackendTls::kFiles;
   return absl::OkStatus();
 }
 
-absl::StatusOr<RouteConfig> ParseRoute(const nlohmann::json& j, const std::string& file,
-                                       const std::string& where, bool is_default,
+absl::StatusOr<RouteConfig> ParseRoute(const JsonReader& reader, bool is_default,
                                        const client::BalancerOptions& base) {
-  if (!j.is_object()) return RouteError(file, where, "must be an object");
+  std::vector<std::string> known = {"target",
+                                    "policy",
+                                    "policy_config",
+                                    "idempotent",
+                                    "max_attempts",
+                                    "attempt_timeout",
+                                    "retry_budget_ratio",
+                                    "retry_budget_min",
+                                    "health_check",
+                                    "tls"};
+  if (!is_default) known.insert(known.begin(), "service");
+  if (absl::Status s = reader.CheckObject(known); !s.ok()) return s;
   RouteConfig route;
   route.balancer = base;
-  for (const auto& [key, value] : j.items()) {
-    if (key == "service" && !is_default) {
-      if (!value.is_string() || value.get<std::string>().empty() ||
-          value.get<std::string>().find('/') != std::string::npos) {
-        return RouteError(file, where, "\"service\" must be a service name such as pkg.Service");
-      }
-      route.service = value.get<std::string>();
-    } else if (key == "target") {
-      if (!value.is_string()) return RouteError(file, where, "\"target\" must be a string");
-      route.balancer.target = value.get<std::string>();
-    } else if (key == "policy") {
-      if (!value.is_string()) return RouteError(file, where, "\"policy\" must be a string");
-      route.balancer.policy = value.get<std::string>();
-    } else if (key == "policy_config") {
-      route.balancer.policy_config = value;
-    } else if (key == "idempotent") {
-      if (!value.is_array()) return RouteError(file, where, "\"idempotent\" must be a list");
-      route.balancer.retry.idempotent_methods.clear();
-      for (const auto& m : value) {
-        if (!m.is_string()) return RouteError(file, where, "\"idempotent\" holds method names");
-        route.balancer.retry.idempotent_methods.push_back(m.get<std::string>());
-      }
-    } else if (key == "max_attempts") {
-      if (!value.is_number_integer() || value.get<int>() < 1 || value.get<int>() > 10) {
-        return RouteError(file, where, "\"max_attempts\" must be 1 to 10");
-      }
-      route.balancer.retry.max_attempts = value.get<int>();
-    } else if (key == "attempt_timeout") {
-      // A duration string ("200ms", "1.5s"), as the --attempt-timeout flag takes.
-      absl::Duration d;
-      if (!value.is_string() || !absl::ParseDuration(value.get<std::string>(), &d) ||
-          d <= absl::ZeroDuration()) {
-        return RouteError(file, where,
-                          "\"attempt_timeout\" must be a positive duration such as \"200ms\"");
-      }
-      route.balancer.retry.attempt_timeout = d;
-    } else if (key == "retry_budget_ratio") {
-      if (!value.is_number() || value.get<double>() < 0) {
-        return RouteError(file, where, "\"retry_budget_ratio\" must be a number >= 0");
-      }
-      route.balancer.retry.budget_ratio = value.get<double>();
-    } else if (key == "retry_budget_min") {
-      if (!value.is_number_integer() || value.get<int>() < 0) {
-        return RouteError(file, where, "\"retry_budget_min\" must be a whole number >= 0");
-      }
-      route.balancer.retry.budget_min = value.get<int>();
-    } else if (key == "health_check") {
-      // {"service": "name", "enabled": false}: the grpc.health.v1 checks of this route's backends.
-      if (!value.is_object()) {
-        return RouteError(file, where,
-                          "\"health_check\" must be an object such as {\"service\": \"name\"}");
-      }
-      for (const auto& [field, setting] : value.items()) {
-        if (field == "service" && setting.is_string()) {
-          route.balancer.health_check.service = setting.get<std::string>();
-        } else if (field == "enabled" && setting.is_boolean()) {
-          route.balancer.health_check.enabled = setting.get<bool>();
-          route.health_check_enabled_set = true;
-        } else {
-          return RouteError(file, where,
-                            absl::StrCat("\"health_check\": \"", field,
-                                         "\" is not a field it takes; \"service\" (a string) "
-                                         "and \"enabled\" (true or false) are"));
-        }
-      }
-    } else if (key == "tls") {
-      absl::Status tls = ParseRouteTls(value, file, where, route);
-      if (!tls.ok()) return tls;
-    } else {
-      return RouteError(file, where, absl::StrCat("unknown field \"", key, "\""));
+  client::RetryOptions& retry = route.balancer.retry;
+  for (absl::Status s : {
+           reader.ReadString("service", &route.service),
+           reader.ReadString("target", &route.balancer.target),
+           reader.ReadString("policy", &route.balancer.policy),
+           reader.ReadStringList("idempotent", &retry.idempotent_methods),
+           reader.ReadInt("max_attempts", 1, 10, &retry.max_attempts),
+           // A duration string ("200ms", "1.5s"), as the --attempt-timeout flag takes.
+           reader.ReadPositiveDuration("attempt_timeout", &retry.attempt_timeout),
+           // The --retry-budget-* flags' ranges.
+           reader.ReadDouble("retry_budget_ratio", 0, 10, &retry.budget_ratio),
+           reader.ReadInt("retry_budget_min", 0, 1000000, &retry.budget_min),
+       }) {
+    if (!s.ok()) return s;
+  }
+  if (!is_default && (route.service.empty() || route.service.find('/') != std::string::npos)) {
+    return reader.Get("service") == nullptr
+               ? reader.Error("\"service\" is missing")
+               : reader.FieldError("service", "must be a service name such as pkg.Service");
+  }
+  if (route.balancer.target.empty()) return reader.Error("\"target\" is missing");
+  if (const nlohmann::json* policy_config = reader.Get("policy_config")) {
+    route.balancer.policy_config = *policy_config;
+  }
+  if (reader.Get("health_check") != nullptr) {
+    // {"service": "name", "enabled": false}: the grpc.health.v1 checks of this route's backends.
+    const JsonReader health_check = reader.Child("health_check");
+    if (absl::Status s = health_check.CheckObject({"service", "enabled"}); !s.ok()) return s;
+    if (absl::Status s = health_check.ReadString("service", &route.balancer.health_check.service);
+        !s.ok()) {
+      return s;
     }
+    if (absl::Status s = health_check.ReadBool("enabled", &route.balancer.health_check.enabled);
+        !s.ok()) {
+      return s;
+    }
+    route.health_check_enabled_set = health_check.Get("enabled") != nullptr;
   }
-  if (!is_default && route.service.empty()) {
-    return RouteError(file, where, "\"service\" is missing");
+  if (reader.Get("tls") != nullptr) {
+    if (absl::Status s = ParseRouteTls(reader.Child("tls"), route); !s.ok()) return s;
   }
-  if (route.balancer.target.empty()) return RouteError(file, where, "\"target\" is missing");
   return route;
 }
 
@@ -155,39 +121,35 @@ absl::StatusOr<std::vector<RouteConfig>> ParseRouteConfig(absl::string_view text
                                                           const client::BalancerOptions& base) {
   absl::StatusOr<nlohmann::json> parsed = ParseJsonFile(text, file_name);
   if (!parsed.ok()) return parsed.status();
-  const nlohmann::json& root = *parsed;
-  if (!root.is_object()) return RouteError(file_name, "top level", "must be a JSON object");
+  const JsonReader top({file_name, text}, *parsed);
+  if (absl::Status s = top.CheckObject({"routes", "default"}); !s.ok()) return s;
   std::vector<RouteConfig> routes;
-  std::optional<RouteConfig> default_route;  // last, whatever the key order
-  for (const auto& [key, value] : root.items()) {
-    if (key == "routes") {
-      if (!value.is_array()) return RouteError(file_name, "\"routes\"", "must be a list");
-      for (size_t i = 0; i < value.size(); ++i) {
-        const std::string where =
-            value[i].is_object() && value[i].contains("service") && value[i]["service"].is_string()
-                ? absl::StrCat("route ", i + 1, " (service ",
-                               value[i]["service"].get<std::string>(), ")")
-                : absl::StrCat("route ", i + 1);
-        auto route = ParseRoute(value[i], file_name, where, false, base);
-        if (!route.ok()) return route.status();
-        for (const auto& other : routes) {
-          if (other.service == route->service) {
-            return RouteError(file_name, where, "service routed twice");
-          }
-        }
-        routes.push_back(std::move(*route));
-      }
-    } else if (key == "default") {
-      auto route = ParseRoute(value, file_name, "\"default\"", true, base);
+  if (top.Get("routes") != nullptr) {
+    const JsonReader list = top.Child("routes");
+    if (!list.value().is_array()) {
+      return list.Error(absl::StrCat("must be a list of routes, got ", JsonForError(list.value())));
+    }
+    for (size_t i = 0; i < list.value().size(); ++i) {
+      const JsonReader element = list.Element(i);
+      absl::StatusOr<RouteConfig> route = ParseRoute(element, false, base);
       if (!route.ok()) return route.status();
-      default_route = std::move(*route);
-    } else {
-      return RouteError(file_name, "top level",
-                        absl::StrCat("unknown field \"", key, "\" (expected routes, default)"));
+      for (size_t j = 0; j < routes.size(); ++j) {
+        if (routes[j].service == route->service) {
+          return element.FieldError(
+              "service",
+              absl::StrCat("\"", route->service, "\" is routed twice (also by routes[", j, "])"));
+        }
+      }
+      routes.push_back(std::move(*route));
     }
   }
-  if (default_route) routes.push_back(std::move(*default_route));
-  if (routes.empty()) return RouteError(file_name, "top level", "no route and no default");
+  // The default route goes last, wherever it is written.
+  if (top.Get("default") != nullptr) {
+    absl::StatusOr<RouteConfig> route = ParseRoute(top.Child("default"), true, base);
+    if (!route.ok()) return route.status();
+    routes.push_back(std::move(*route));
+  }
+  if (routes.empty()) return top.Error("no route and no default: nothing would be served");
   return routes;
 }
 

@@ -38,8 +38,9 @@ struct RouteConfig {
 //                "health_check": {"service": "name", "enabled": true}},
 //               ...],
 //    "default": {"target": "...", ...}}
-// Errors name the file, the line and column for syntax errors, and the route and field for
-// the rest. Balancer options not in the file keep `base`'s values.
+// Errors name the file, the line and column for syntax errors, and the line and the value's
+// path ("routes.json:7: routes[1].max_attempts: ...") for the rest. Balancer options not in the
+// file keep `base`'s values.
 absl::StatusOr<std::vector<RouteConfig>> ParseRouteConfig(absl::string_view text,
                                                           const std::string& file_name,
                                                           const client::BalancerOptions& base);
