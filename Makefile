@@ -38,7 +38,7 @@ check-sanitizers: install-deps
 # in fuzz/corpus/<name>; a crash fails the run and leaves its input in $(FUZZ_DIR).
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 30
-FUZZERS ?= naming_value_fuzzer target_fuzzer proxy_headers_fuzzer proxy_h2_fuzzer
+FUZZERS ?= naming_value_fuzzer target_fuzzer proxy_headers_fuzzer proxy_h2_fuzzer config_fuzzer
 fuzz: install-deps
 	cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DSLUICE_FUZZ=ON -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_BENCH=OFF

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "sluice/core/json_file.h"
 
 namespace sluice {
@@ -40,6 +41,18 @@ TEST(JsonReaderTest, LineOfKeyFollowsKeysAndArrayElements) {
   EXPECT_EQ(LineOfKey(text, {"routes", "[3]"}), 0u);
   EXPECT_EQ(LineOfKey(text, {"target"}), 3u) << "the first \"target\": key, as written";
   EXPECT_EQ(LineOfKey(text, {"missing"}), 0u);
+}
+
+TEST(JsonFileTest, ANumberTooLargeIsAnErrorWithItsLineNotACrash) {
+  // nlohmann reports it as out_of_range, not as a parse error (found by the config fuzzer).
+  auto parsed = ParseJsonFile("{\n  \"a\": 1,\n  \"b\": 1e999\n}", "big.json");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(),
+            "big.json:3: not valid JSON: number overflow parsing '1e999'");
+  auto syntax = ParseJsonFile("{\"a\": [1,,]}", "s.json");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_TRUE(absl::StartsWith(syntax.status().message(), "s.json:1:10: not valid JSON: "))
+      << syntax.status();
 }
 
 TEST(JsonReaderTest, ErrorsNameTheOriginTheLineAndThePath) {

@@ -35,6 +35,19 @@ absl::StatusOr<nlohmann::json> ParseJsonFile(absl::string_view text, const std::
     if (size_t at = why.find(": "); at != std::string::npos) why = why.substr(at + 2);
     return absl::InvalidArgumentError(
         absl::StrCat(file_name, ":", line, ":", column, ": not valid JSON: ", why));
+  } catch (const nlohmann::json::exception& e) {
+    // A number too large for a double ("1e999") is out_of_range, without a position; the
+    // message quotes the number, so find it in the text for the line.
+    std::string why = e.what();
+    if (size_t at = why.find("] "); at != std::string::npos) why = why.substr(at + 2);
+    size_t line = 1;
+    const size_t open = why.find('\''), close = why.rfind('\'');
+    if (open != std::string::npos && close > open) {
+      const size_t found = text.find(why.substr(open + 1, close - open - 1));
+      if (found != absl::string_view::npos) line = LineColumn(text, found).first;
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_name, ":", line, ": not valid JSON: ", why));
   }
 }
 
