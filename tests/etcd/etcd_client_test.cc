@@ -4,14 +4,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "etcd_client_fixture.h"
 #include "etcd_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -24,6 +23,10 @@ namespace {
 using ::sluice::testing::EtcdProcess;
 using ::sluice::testing::FreePort;
 using ::sluice::testing::WaitFor;
+using test_support::DeadEndpoint;
+using test_support::EtcdClientTest;
+using test_support::MakeClient;
+using test_support::WatchRecorder;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -48,94 +51,6 @@ class Blackhole {
   int fd_;
   int port_;
 };
-
-// Collects what a watch delivers, for the test thread to wait on.
-class WatchRecorder {
- public:
-  std::function<void(const WatchUpdate&)> OnUpdate() {
-    return [this](const WatchUpdate& update) {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const WatchEvent& event : update.events) events_.push_back(event);
-      ++updates_;
-    };
-  }
-  std::function<void(absl::Status, int64_t)> OnEnd() {
-    return [this](absl::Status status, int64_t compact_revision) {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++ends_;
-      end_status_ = status;
-      compact_revision_ = compact_revision;
-    };
-  }
-  std::vector<WatchEvent> events() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return events_;
-  }
-  size_t event_count() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return events_.size();
-  }
-  int ends() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ends_;
-  }
-  absl::Status end_status() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return end_status_;
-  }
-  int64_t compact_revision() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return compact_revision_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<WatchEvent> events_;
-  int updates_ = 0;
-  int ends_ = 0;
-  absl::Status end_status_;
-  int64_t compact_revision_ = 0;
-};
-
-std::string DeadEndpoint() { return absl::StrCat("127.0.0.1:", FreePort()); }
-
-std::unique_ptr<EtcdClient> MakeClient(std::vector<std::string> endpoints,
-                                       absl::Duration timeout = absl::Seconds(5)) {
-  EtcdClientOptions options;
-  options.endpoints = std::move(endpoints);
-  options.call_timeout = timeout;
-  auto client = EtcdClient::Create(options);
-  EXPECT_TRUE(client.ok()) << client.status();
-  return client.ok() ? std::move(*client) : nullptr;
-}
-
-// One etcd for the whole suite; each test uses its own key prefix.
-class EtcdClientTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    etcd_ = new EtcdProcess();
-    absl::Status status = etcd_->Start();
-    ASSERT_TRUE(status.ok()) << status;
-  }
-  static void TearDownTestSuite() {
-    delete etcd_;
-    etcd_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(etcd_, nullptr);
-    ASSERT_TRUE(etcd_->running());
-    client_ = MakeClient({etcd_->endpoint()});
-    ASSERT_NE(client_, nullptr);
-    prefix_ =
-        absl::StrCat("test/", ::testing::UnitTest::GetInstance()->current_test_info()->name(), "/");
-  }
-
-  static EtcdProcess* etcd_;
-  std::unique_ptr<EtcdClient> client_;
-  std::string prefix_;
-};
-
-EtcdProcess* EtcdClientTest::etcd_ = nullptr;
 
 // The test fixture itself: ports found free can be taken before etcd binds them (ctest runs
 // tests side by side), and a first start must then move on rather than fail the test.
@@ -338,89 +253,6 @@ TEST_F(EtcdClientTest, KeepAliveRenewsAndReportsLostLease) {
   EXPECT_THAT(lost.status().message(), HasSubstr("no longer exists"));
 }
 
-TEST_F(EtcdClientTest, WatchDeliversHistoryAndLiveEventsInOrder) {
-  const std::string w = prefix_ + "w/";
-  ASSERT_TRUE(client_->Put(w + "a", "a1").ok());
-  auto start = client_->Put(w + "b", "b1");
-  ASSERT_TRUE(start.ok());
-  auto del_a = client_->Delete(w + "a");
-  ASSERT_TRUE(del_a.ok());
-  ASSERT_TRUE(client_->Put(prefix_ + "w2/x", "sibling").ok());  // must not be delivered
-
-  WatchRecorder recorder;
-  auto watch = client_->WatchPrefix(w, *start, recorder.OnUpdate(), recorder.OnEnd());
-  // The two events before the watch started come from history.
-  ASSERT_TRUE(WaitFor([&] { return recorder.event_count() >= 2; }, absl::Seconds(10)));
-  auto put_c = client_->Put(w + "c", "c1");
-  ASSERT_TRUE(put_c.ok());
-  ASSERT_TRUE(client_->Delete(w + "b").ok());
-  ASSERT_TRUE(WaitFor([&] { return recorder.event_count() >= 4; }, absl::Seconds(10)));
-  absl::SleepFor(absl::Milliseconds(100));  // nothing else may arrive
-
-  std::vector<WatchEvent> events = recorder.events();
-  ASSERT_EQ(events.size(), 4u);
-  EXPECT_EQ(events[0].type, WatchEvent::Type::kPut);
-  EXPECT_EQ(events[0].kv.key, w + "b");
-  EXPECT_EQ(events[0].kv.value, "b1");
-  EXPECT_EQ(events[0].kv.mod_revision, *start);
-  EXPECT_EQ(events[1].type, WatchEvent::Type::kDelete);
-  EXPECT_EQ(events[1].kv.key, w + "a");
-  EXPECT_EQ(events[1].kv.mod_revision, *start + 1);
-  EXPECT_EQ(events[2].type, WatchEvent::Type::kPut);
-  EXPECT_EQ(events[2].kv.key, w + "c");
-  EXPECT_EQ(events[2].kv.mod_revision, *put_c);
-  EXPECT_EQ(events[3].type, WatchEvent::Type::kDelete);
-  EXPECT_EQ(events[3].kv.key, w + "b");
-  EXPECT_EQ(events[3].kv.mod_revision, *put_c + 1);
-
-  watch->Cancel();
-  watch->Cancel();                // idempotent
-  EXPECT_EQ(recorder.ends(), 0);  // Cancel never reports on_end
-}
-
-TEST_F(EtcdClientTest, WatchFromNowSkipsHistory) {
-  const std::string w = prefix_ + "w/";
-  ASSERT_TRUE(client_->Put(w + "old", "x").ok());
-  WatchRecorder recorder;
-  auto watch = client_->WatchPrefix(w, 0, recorder.OnUpdate(), recorder.OnEnd());
-  // No "created" signal in the API: keep writing until the watch sees a write.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        EXPECT_TRUE(client_->Put(w + "new", "y").ok());
-        return recorder.event_count() > 0;
-      },
-      absl::Seconds(10)));
-  for (const WatchEvent& event : recorder.events()) EXPECT_EQ(event.kv.key, w + "new");
-  watch.reset();  // the destructor cancels
-  EXPECT_EQ(recorder.ends(), 0);
-}
-
-TEST_F(EtcdClientTest, WatchFromCompactedRevisionEndsWithOutOfRange) {
-  const std::string w = prefix_ + "w/";
-  auto first = client_->Put(w + "a", "1");
-  ASSERT_TRUE(first.ok());
-  ASSERT_TRUE(client_->Put(w + "a", "2").ok());
-  auto last = client_->Put(w + "a", "3");
-  ASSERT_TRUE(last.ok());
-  ASSERT_TRUE(client_->Compact(*last).ok());
-
-  WatchRecorder recorder;
-  auto watch = client_->WatchPrefix(w, *first, recorder.OnUpdate(), recorder.OnEnd());
-  ASSERT_TRUE(WaitFor([&] { return recorder.ends() > 0; }, absl::Seconds(10)));
-  absl::Status status = recorder.end_status();
-  EXPECT_EQ(status.code(), absl::StatusCode::kOutOfRange) << status;
-  EXPECT_THAT(status.message(), HasSubstr("compacted"));
-  EXPECT_EQ(recorder.compact_revision(), *last);
-  EXPECT_EQ(recorder.event_count(), 0u);
-  watch.reset();
-  EXPECT_EQ(recorder.ends(), 1);
-
-  // Compacting again at the same revision is an error that names the operation.
-  absl::Status again = client_->Compact(*last);
-  EXPECT_EQ(again.code(), absl::StatusCode::kOutOfRange) << again;
-  EXPECT_THAT(again.message(), HasSubstr("Compact"));
-}
-
 TEST_F(EtcdClientTest, FailsOverFromDeadMember) {
   const std::string dead = DeadEndpoint();
   auto client = MakeClient({dead, etcd_->endpoint()});
@@ -518,54 +350,6 @@ TEST_F(EtcdClientTest, AllMembersDeadFailsFastNamingEachMember) {
   EXPECT_EQ(recorder.end_status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(recorder.end_status().message(), HasSubstr(dead1));
   EXPECT_THAT(recorder.end_status().message(), HasSubstr(dead2));
-}
-
-// A private etcd: this test stops it.
-TEST(EtcdClientRestartTest, WatchEndsWhenEtcdStopsAndClientReconnectsQuickly) {
-  EtcdProcess etcd;
-  ASSERT_TRUE(etcd.Start().ok());
-  auto client = MakeClient({etcd.endpoint()}, absl::Seconds(2));
-  ASSERT_TRUE(client->Put("x/k", "1").ok());
-  WatchRecorder recorder;
-  auto watch = client->WatchPrefix("x/", 0, recorder.OnUpdate(), recorder.OnEnd());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        EXPECT_TRUE(client->Put("x/k", "2").ok());
-        return recorder.event_count() > 0;
-      },
-      absl::Seconds(10)));
-
-  etcd.Stop();
-  ASSERT_TRUE(WaitFor([&] { return recorder.ends() > 0; }, absl::Seconds(10)));
-  EXPECT_FALSE(recorder.end_status().ok());
-  EXPECT_THAT(recorder.end_status().message(), HasSubstr("Watch 'x/'"));
-  EXPECT_EQ(recorder.compact_revision(), 0);
-
-  // While etcd is down calls fail fast rather than waiting for it.
-  absl::Time start = absl::Now();
-  auto down = client->Get("x/k");
-  EXPECT_FALSE(down.ok());
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1500));
-
-  ASSERT_TRUE(etcd.Start().ok());
-  start = absl::Now();
-  absl::Status last_error;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto got = client->Get("x/k");
-        last_error = got.status();
-        return got.ok();
-      },
-      absl::Seconds(10)))
-      << last_error;
-  absl::Duration reconnect = absl::Now() - start;
-  EXPECT_LT(reconnect, absl::Seconds(3));
-  std::printf("reconnected %s after etcd answered /health\n",
-              absl::FormatDuration(reconnect).c_str());
-  auto got = client->Get("x/k");
-  ASSERT_TRUE(got.ok());
-  ASSERT_EQ(got->kvs.size(), 1u);
-  EXPECT_EQ(got->kvs[0].value, "2");  // same data dir
 }
 
 absl::Status RunEtcdctl(const std::string& endpoint, std::vector<std::string> args) {
