@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "etcd_process.h"
 #include "process.h"
+#include "shared_etcd_test.h"
 #include "sluice/etcd/etcd_client.h"
 
 namespace sluice::etcd::test_support {
@@ -83,27 +84,16 @@ inline std::unique_ptr<EtcdClient> MakeClient(std::vector<std::string> endpoints
 }
 
 // One etcd for the whole suite; each test uses its own key prefix.
-class EtcdClientTest : public ::testing::Test {
+class EtcdClientTest : public ::sluice::testing::SharedEtcdTest {
  protected:
-  static void SetUpTestSuite() {
-    etcd_ = new ::sluice::testing::EtcdProcess();
-    absl::Status status = etcd_->Start();
-    ASSERT_TRUE(status.ok()) << status;
-  }
-  static void TearDownTestSuite() {
-    delete etcd_;
-    etcd_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(etcd_, nullptr);
-    ASSERT_TRUE(etcd_->running());
+    SharedEtcdTest::SetUp();
+    if (HasFatalFailure()) return;
     client_ = MakeClient({etcd_->endpoint()});
     ASSERT_NE(client_, nullptr);
-    prefix_ =
-        absl::StrCat("test/", ::testing::UnitTest::GetInstance()->current_test_info()->name(), "/");
+    prefix_ = TestPrefix("test/") + "/";
   }
 
-  inline static ::sluice::testing::EtcdProcess* etcd_ = nullptr;
   std::unique_ptr<EtcdClient> client_;
   std::string prefix_;
 };

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "process.h"
+#include "shared_etcd_test.h"
 #include "sluice/core/log.h"
 #include "sluice/core/naming_value.h"
 #include "sluice/etcd/etcd_client.h"
@@ -61,32 +62,19 @@ bool KeyAbsent(EtcdClient& client, const std::string& key) {
   return got.ok() && got->kvs.empty();
 }
 
-class RegistrarTest : public ::testing::Test {
+class RegistrarTest : public ::sluice::testing::SharedEtcdTest {
  protected:
-  static void SetUpTestSuite() {
-    etcd_ = new EtcdProcess();
-    absl::Status status = etcd_->Start();
-    ASSERT_TRUE(status.ok()) << status;
-  }
-  static void TearDownTestSuite() {
-    delete etcd_;
-    etcd_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(etcd_, nullptr);
-    ASSERT_TRUE(etcd_->running());
+    SharedEtcdTest::SetUp();
+    if (HasFatalFailure()) return;
     client_ = MakeClient(etcd_->endpoint());
     ASSERT_NE(client_, nullptr);
-    prefix_ =
-        absl::StrCat("services/", ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    prefix_ = TestPrefix("services/");
   }
 
-  static EtcdProcess* etcd_;
   std::unique_ptr<EtcdClient> client_;
   std::string prefix_;
 };
-
-EtcdProcess* RegistrarTest::etcd_ = nullptr;
 
 TEST_F(RegistrarTest, WritesGoCompatibleValueAndBecomesVisibleQuickly) {
   absl::Time start = absl::Now();
