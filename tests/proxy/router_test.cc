@@ -105,6 +105,15 @@ TEST(RouteConfigTest, ErrorsNameLineOrRouteAndReason) {
   EXPECT_EQ(twice.status().message(),
             "t.json:1: routes[1].service: \"a.A\" is routed twice (also by routes[0])");
 
+  // The route's retry fields take the ranges their flags take.
+  auto budget = ParseRouteConfig(
+      R"({"routes": [{"service": "a.A", "target": "x:1", "retry_budget_min": 100001}]})", "b.json",
+      {});
+  ASSERT_FALSE(budget.ok());
+  EXPECT_EQ(
+      budget.status().message(),
+      "b.json:1: routes[0].retry_budget_min: must be an integer from 0 to 100000, got 100001");
+
   auto health = ParseRouteConfig(
       R"({"routes": [{"service": "a.A", "target": "x:1", "health_check": {"enable": true}}]})",
       "h.json", {});

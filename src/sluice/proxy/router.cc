@@ -81,7 +81,7 @@ absl::StatusOr<RouteConfig> ParseRoute(const JsonReader& reader, bool is_default
            reader.ReadPositiveDuration("attempt_timeout", &retry.attempt_timeout),
            // The --retry-budget-* flags' ranges.
            reader.ReadDouble("retry_budget_ratio", 0, 10, &retry.budget_ratio),
-           reader.ReadInt("retry_budget_min", 0, 1000000, &retry.budget_min),
+           reader.ReadInt("retry_budget_min", 0, 100000, &retry.budget_min),
        }) {
     if (!s.ok()) return s;
   }
