@@ -15,8 +15,7 @@ absl::StatusOr<nlohmann::json> ParseJsonFile(absl::string_view text, const std::
 
 // The line on which the value at `path` (object keys from the top level down, "[i]" for an array
 // element) is written, found by searching the text for each key in turn after the previous one;
-// 0 if not found. For error
-// messages about a value that parsed as JSON but is wrong for its field.
+// 0 if not found. For error messages about a value that parsed as JSON but is wrong for its field.
 size_t LineOfKey(absl::string_view text, const std::vector<std::string>& path);
 
 }  // namespace sluice

@@ -1,6 +1,9 @@
 #include "sluice/xds/xds_config.h"
 
+#include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -45,12 +48,34 @@ absl::StatusOr<RetrySettings> ParseRetry(const JsonReader& reader) {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = reader.ReadPositiveDuration("max_backoff", &retry.max_backoff); !s.ok())
+  if (absl::Status s = reader.ReadPositiveDuration("max_backoff", &retry.max_backoff); !s.ok()) {
     return s;
+  }
   if (retry.max_backoff < retry.initial_backoff) {
     return reader.FieldError("max_backoff", "must not be less than initial_backoff");
   }
   return retry;
+}
+
+// One integer setting of an object of such settings: its name, its range and where it goes.
+struct UintField {
+  const char* name;
+  int64_t min;
+  int64_t max;
+  uint32_t* out;
+};
+
+// `reader` must be an object of these fields only; each present one is read, in order.
+absl::Status ReadUintFields(const JsonReader& reader, std::initializer_list<UintField> fields) {
+  std::vector<std::string> known;
+  for (const UintField& field : fields) known.emplace_back(field.name);
+  if (absl::Status s = reader.CheckObject(known); !s.ok()) return s;
+  for (const UintField& field : fields) {
+    if (absl::Status s = reader.ReadInt(field.name, field.min, field.max, field.out); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<OutlierSettings> ParseOutlier(const JsonReader& reader) {
@@ -72,44 +97,25 @@ absl::StatusOr<OutlierSettings> ParseOutlier(const JsonReader& reader) {
     return s;
   }
   if (reader.Get("success_rate") != nullptr) {
-    JsonReader sr = reader.Child("success_rate");
-    if (absl::Status s =
-            sr.CheckObject({"stdev_factor", "enforcing", "minimum_hosts", "request_volume"});
-        !s.ok()) {
-      return s;
-    }
     OutlierSettings::SuccessRate rate;
-    if (absl::Status s = sr.ReadInt("stdev_factor", 1, 1000000, &rate.stdev_factor); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = sr.ReadInt("enforcing", 0, 100, &rate.enforcing); !s.ok()) return s;
-    if (absl::Status s = sr.ReadInt("minimum_hosts", 1, 100000, &rate.minimum_hosts); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = sr.ReadInt("request_volume", 1, 1000000, &rate.request_volume); !s.ok()) {
+    if (absl::Status s = ReadUintFields(reader.Child("success_rate"),
+                                        {{"stdev_factor", 1, 1000000, &rate.stdev_factor},
+                                         {"enforcing", 0, 100, &rate.enforcing},
+                                         {"minimum_hosts", 1, 100000, &rate.minimum_hosts},
+                                         {"request_volume", 1, 1000000, &rate.request_volume}});
+        !s.ok()) {
       return s;
     }
     outlier.success_rate = rate;
   }
   if (reader.Get("failure_percentage") != nullptr) {
-    JsonReader fp = reader.Child("failure_percentage");
-    if (absl::Status s =
-            fp.CheckObject({"threshold", "enforcing", "minimum_hosts", "request_volume"});
-        !s.ok()) {
-      return s;
-    }
     OutlierSettings::FailurePercentage percentage;
-    if (absl::Status s = fp.ReadInt("threshold", 0, 100, &percentage.threshold); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = fp.ReadInt("enforcing", 0, 100, &percentage.enforcing); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = fp.ReadInt("minimum_hosts", 1, 100000, &percentage.minimum_hosts);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = fp.ReadInt("request_volume", 1, 1000000, &percentage.request_volume);
+    if (absl::Status s =
+            ReadUintFields(reader.Child("failure_percentage"),
+                           {{"threshold", 0, 100, &percentage.threshold},
+                            {"enforcing", 0, 100, &percentage.enforcing},
+                            {"minimum_hosts", 1, 100000, &percentage.minimum_hosts},
+                            {"request_volume", 1, 1000000, &percentage.request_volume}});
         !s.ok()) {
       return s;
     }
