@@ -34,11 +34,11 @@ TEST(ProxyResilienceTest, KilledBackendCallsSucceedViaRetries) {
   std::vector<ChildProcess> backends;
   std::vector<std::string> ips = {"127.0.0.11", "127.0.0.12", "127.0.0.13"};
   for (const auto& ip : ips) {
-    // Calls of 20 ms: the kill finds calls in flight on the backend, which only a retry saves.
+    // Calls of 50 ms: the kill finds calls in flight on the backend, which only a retry saves.
     // (With sub-millisecond calls the proxy often sees the connection drop between two calls
     // and stops picking the backend before any call is lost: no retry to count.)
     auto child = ChildProcess::Start({BuiltBinary("bin/greeter_server"), "--ip", ip, "--port",
-                                      std::to_string(port), "--delay", "20ms", "--quiet"});
+                                      std::to_string(port), "--delay", "50ms", "--quiet"});
     ASSERT_TRUE(child.ok());
     backends.push_back(std::move(*child));
   }
@@ -75,10 +75,16 @@ TEST(ProxyResilienceTest, KilledBackendCallsSucceedViaRetries) {
       }
     });
   }
-  ASSERT_TRUE(WaitFor([&] { return ok.load() > 200; }, absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor([&] { return ok.load() > 100; }, absl::Seconds(20)));
+  // Kill only while the proxy has a call on 127.0.0.12: least_request can leave it idle for a
+  // moment (two calls on one backend, none on another), and a kill then loses no call at all.
+  const std::string in_flight_on_killed =
+      absl::StrCat("sluice_proxy_backend_in_flight{backend=\"127.0.0.12:", port, "\"}");
+  ASSERT_TRUE(WaitFor([&] { return (*proxy)->Metric(in_flight_on_killed) >= 1; },
+                      absl::Seconds(10)));
   backends[1].Kill();  // 127.0.0.12 crashes: -9
   const int at_kill = ok.load();
-  ASSERT_TRUE(WaitFor([&] { return ok.load() > at_kill + 600; }, absl::Seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return ok.load() > at_kill + 300; }, absl::Seconds(30)));
   stop = true;
   for (auto& t : callers) t.join();
   EXPECT_EQ(failed.load(), 0) << first_error << "\n" << (*proxy)->process().ReadLog();
