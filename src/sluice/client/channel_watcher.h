@@ -16,32 +16,24 @@ namespace sluice::client {
 // thread of ours waiting on a polling queue would also do the channels' socket I/O, competing
 // with gRPC's threads (measured: ~9% of the CPU and a tenth fewer calls/s with 64 calls in
 // flight). The handles watched must be client::Backend.
+//
+// gRPC cannot cancel a connectivity watch: each ends at a state change or its deadline. The
+// watches therefore share a WatchQueue with the watcher, which outlives both: destroying the
+// watcher waits only for callbacks running at that moment, and watches that end later find it
+// stopped and do nothing. The last one out shuts the completion queue down.
 class ChannelConnectivityWatcher final : public ReadinessWatcher {
  public:
   ChannelConnectivityWatcher();
-  // Waits for the watches in flight (each ends within a slice) and shuts the queue down.
+  // Stops reporting; returns once no callback is reporting any more.
   ~ChannelConnectivityWatcher() override;
 
   void Watch(const std::shared_ptr<EndpointHandle>& endpoint, ReadinessReporter& reporter) override;
 
  private:
+  struct WatchQueue;
   struct WatchTag;
-  struct QueueShutdown : grpc_completion_queue_functor {
-    ChannelConnectivityWatcher* watcher;
-    static void Run(grpc_completion_queue_functor* functor, int ok);
-  };
 
-  void Arm(const std::shared_ptr<EndpointHandle>& endpoint, ReadinessReporter& reporter,
-           grpc_connectivity_state last);
-  void OnFired(const WatchTag& tag);
-
-  QueueShutdown queue_shutdown_;
-  grpc_completion_queue* queue_ = nullptr;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int64_t watches_in_flight_ = 0;  // guarded by mu_
-  bool stopping_ = false;          // guarded by mu_
-  bool queue_shut_down_ = false;   // guarded by mu_
+  std::shared_ptr<WatchQueue> queue_;
 };
 
 }  // namespace sluice::client
