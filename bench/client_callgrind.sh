@@ -4,11 +4,14 @@
 # same three greeter_server backends, at 1 and 8 connections per backend. Instruction counts do
 # not move with other work on the machine, unlike calls/s or CPU seconds.
 #
-#   bench/client_callgrind.sh [--small N] [--large N] [--inflight N] [--out FILE] [--quick]
+#   bench/client_callgrind.sh [--small N] [--large N] [--inflight N] [--rounds R] [--out FILE]
+#                             [--quick]
 #
 # Each cell runs `client_e2e_bench --only SIDE --only-connections C --calls N` under valgrind
 # twice, with SMALL and LARGE calls; (instructions(LARGE) - instructions(SMALL)) / (LARGE -
-# SMALL) leaves out start-up and shutdown. The backends run outside valgrind. Writes
+# SMALL) leaves out start-up and shutdown. The backends run outside valgrind. With --rounds R
+# the whole set runs R times, sides interleaved, and the table gives each round and the median
+# ratio (start-up varies by a few million instructions, ~1% at the default sizes). Writes
 # bench/results/client_callgrind.md (default) and prints its path.
 # Environment: SKIP_BUILD=1 (use build/ as it is), BUILD_DIR (build), KEEP_WORK=1.
 set -euo pipefail
@@ -16,20 +19,22 @@ set -euo pipefail
 SMALL=2000
 LARGE=10000
 INFLIGHT=64
+ROUNDS=1
 OUT=""
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL="$2"; shift 2 ;;
     --large) LARGE="$2"; shift 2 ;;
     --inflight) INFLIGHT="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --quick) SMALL=500; LARGE=2500; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "client_callgrind.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in SMALL LARGE INFLIGHT; do
+for v in SMALL LARGE INFLIGHT ROUNDS; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
     echo "client_callgrind.sh: --${v,,} must be a positive integer" >&2; exit 2
   fi
@@ -62,7 +67,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# run SIDE CONNECTIONS CALLS: total instructions of one client run (all its threads).
+# run SIDE CONNECTIONS CALLS: total instructions of one client run (all its threads). The
+# callgrind output of the last round stays as callgrind.SIDE-CONNECTIONS-CALLS for the profile.
 run() {
   local side="$1" conns="$2" calls="$3" tag="$1-$2-$3"
   # client_e2e_bench starts the greeter_server children itself; valgrind does not follow them.
@@ -78,17 +84,23 @@ run() {
 
 declare -A TOTAL
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-# Interleaved: the two sides alternate within each connection count.
-for conns in 1 8; do
-  for calls in "$SMALL" "$LARGE"; do
-    for side in grpc sluice; do
-      TOTAL[$side-$conns-$calls]="$(run "$side" "$conns" "$calls")"
-      log "$side, $conns connections, $calls calls: ${TOTAL[$side-$conns-$calls]} instructions"
+# Interleaved: the two sides alternate within each connection count, in every round.
+for round in $(seq 1 "$ROUNDS"); do
+  for conns in 1 8; do
+    for calls in "$SMALL" "$LARGE"; do
+      for side in grpc sluice; do
+        TOTAL[$round-$side-$conns-$calls]="$(run "$side" "$conns" "$calls")"
+        log "round $round: $side, $conns connections, $calls calls:" \
+          "${TOTAL[$round-$side-$conns-$calls]} instructions"
+      done
     done
   done
 done
 
-per_call() { echo $(( (TOTAL[$1-$2-$LARGE] - TOTAL[$1-$2-$SMALL]) / (LARGE - SMALL) )); }
+# per_call ROUND SIDE CONNECTIONS
+per_call() { echo $(( (TOTAL[$1-$2-$3-$LARGE] - TOTAL[$1-$2-$3-$SMALL]) / (LARGE - SMALL) )); }
+# The median of the arguments (the lower middle one for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 # Per function, where Sluice's instructions per call differ from gRPC's (the profile of a gap).
 diff_profile() { # CONNECTIONS
   local f="$WORK/callgrind"
@@ -101,7 +113,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "# Client instructions per call: Sluice UnaryCallAsync vs gRPC's round_robin (callgrind)"
   echo
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "- Command: \`bench/client_callgrind.sh --small $SMALL --large $LARGE --inflight $INFLIGHT\`"
+  echo "- Command: \`bench/client_callgrind.sh --small $SMALL --large $LARGE --inflight $INFLIGHT --rounds $ROUNDS\`"
   echo "- Git: \`$(git rev-parse --short HEAD) on $(git rev-parse --abbrev-ref HEAD)$(git diff --quiet HEAD -- src bench || echo ' (uncommitted changes)')\`"
   echo "- Machine: $(nproc) cores, shared with other builds (load average $LOAD_BEFORE before," \
     "$(cut -d' ' -f1-3 /proc/loadavg) after). Instruction counts do not depend on that load;" \
@@ -115,28 +127,42 @@ mkdir -p "$(dirname "$OUT")"
     "a Balancer(static://a,b,c, round_robin) per connection and UnaryCallAsync. Both: callback API," \
     "10 s deadline per call, $INFLIGHT calls in flight."
   echo
-  echo "| connections per backend | gRPC instructions/call | Sluice instructions/call | Sluice / gRPC | goal ≤ 1.05 |"
-  echo "|---:|---:|---:|---:|---|"
+  echo "| connections per backend | round | gRPC instructions/call | Sluice instructions/call | Sluice / gRPC |"
+  echo "|---:|---|---:|---:|---:|"
+  declare -A MEDIAN
   for conns in 1 8; do
-    g="$(per_call grpc "$conns")"
-    s="$(per_call sluice "$conns")"
-    ratio="$(awk -v s="$s" -v g="$g" 'BEGIN {printf "%.3f", s / g}')"
-    met="$(awk -v r="$ratio" 'BEGIN {print (r <= 1.05) ? "met" : "missed"}')"
-    printf '| %d | %s | %s | %s | %s |\n' "$conns" "$g" "$s" "$ratio" "$met"
+    ratios=()
+    for round in $(seq 1 "$ROUNDS"); do
+      g="$(per_call "$round" grpc "$conns")"
+      s="$(per_call "$round" sluice "$conns")"
+      ratio="$(awk -v s="$s" -v g="$g" 'BEGIN {printf "%.3f", s / g}')"
+      ratios+=("$ratio")
+      printf '| %d | %d | %s | %s | %s |\n' "$conns" "$round" "$g" "$s" "$ratio"
+    done
+    MEDIAN[$conns]="$(median "${ratios[@]}")"
+  done
+  echo
+  echo "| connections per backend | median Sluice / gRPC over $ROUNDS round(s) | goal ≤ 1.05 |"
+  echo "|---:|---:|---|"
+  for conns in 1 8; do
+    met="$(awk -v r="${MEDIAN[$conns]}" 'BEGIN {print (r <= 1.05) ? "met" : "missed"}')"
+    printf '| %d | %s | %s |\n' "$conns" "${MEDIAN[$conns]}" "$met"
   done
   echo
   echo "Raw totals (instructions of the whole client run):"
   echo
-  echo "| side | connections | $SMALL calls | $LARGE calls |"
-  echo "|---|---:|---:|---:|"
-  for conns in 1 8; do
-    for side in grpc sluice; do
-      echo "| $side | $conns | ${TOTAL[$side-$conns-$SMALL]} | ${TOTAL[$side-$conns-$LARGE]} |"
+  echo "| round | side | connections | $SMALL calls | $LARGE calls |"
+  echo "|---|---|---:|---:|---:|"
+  for round in $(seq 1 "$ROUNDS"); do
+    for conns in 1 8; do
+      for side in grpc sluice; do
+        echo "| $round | $side | $conns | ${TOTAL[$round-$side-$conns-$SMALL]} | ${TOTAL[$round-$side-$conns-$LARGE]} |"
+      done
     done
   done
   echo
   for conns in 1 8; do
-    echo "## Where the instructions differ, $conns connection(s) per backend (first side: gRPC, second: Sluice)"
+    echo "## Where the instructions differ, $conns connection(s) per backend, last round (first side: gRPC, second: Sluice)"
     echo
     diff_profile "$conns"
     echo

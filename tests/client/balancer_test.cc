@@ -317,7 +317,8 @@ TEST_F(EtcdBalancerTest, EjectedEndpointsComeBackWhenTheOthersLeave) {
     ASSERT_NE(backend, nullptr) << address << " was never picked";
     for (int i = 0; i < 2; ++i) {
       balancer->OnCallStarted(*backend);
-      balancer->OnCallFinished(*backend, grpc::StatusCode::UNAVAILABLE, absl::Milliseconds(1));
+      balancer->OnCallFinished(*backend, grpc::StatusCode::UNAVAILABLE, absl::Milliseconds(1),
+                               balancer->clock().Now());
     }
     ASSERT_TRUE(WaitFor([&] { return balancer->ReadyCount() == ready_after; }, absl::Seconds(2)))
         << address << " was not ejected";

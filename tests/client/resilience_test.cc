@@ -391,7 +391,8 @@ TEST(ExternalChannelsTest, WithoutManagedChannelsEveryEndpointIsPickableAtOnceAn
   const std::string victim_address = (*victim)->address();
   for (int i = 0; i < 2; ++i) {
     (*balancer)->OnCallStarted(**victim);
-    (*balancer)->OnCallFinished(**victim, grpc::StatusCode::UNAVAILABLE, absl::Milliseconds(1));
+    (*balancer)->OnCallFinished(**victim, grpc::StatusCode::UNAVAILABLE, absl::Milliseconds(1),
+                                (*balancer)->clock().Now());
   }
   ASSERT_TRUE(WaitFor([&] { return (*balancer)->ReadyCount() == 2; }, absl::Seconds(2)));
   for (int i = 0; i < 30; ++i) {

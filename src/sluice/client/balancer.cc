@@ -172,9 +172,9 @@ class Balancer::Impl final : public ReadinessReporter {
         });
   }
 
-  void OnCallFinished(Backend& backend, absl::StatusCode code, absl::Duration latency) {
-    backend.stats().OnCallFinished(!OutlierDetector::CountsAsFailure(code), latency,
-                                   options_.clock->Now());
+  void OnCallFinished(Backend& backend, absl::StatusCode code, absl::Duration latency,
+                      absl::Time now) {
+    backend.stats().OnCallFinished(!OutlierDetector::CountsAsFailure(code), latency, now);
     if (!outlier_.RecordResult(backend, code)) return;
     std::weak_ptr<EndpointHandle> weak = endpoints_.FindShared(backend);
     serializer_->Post([this, weak] {
@@ -346,8 +346,9 @@ void Balancer::PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key,
 
 void Balancer::OnCallStarted(Backend& backend) { backend.stats().OnCallStarted(); }
 
-void Balancer::OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Duration latency) {
-  impl_->OnCallFinished(backend, ToAbslCode(code), latency);
+void Balancer::OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Duration latency,
+                              absl::Time now) {
+  impl_->OnCallFinished(backend, ToAbslCode(code), latency, now);
 }
 
 bool Balancer::IsIdempotent(absl::string_view method) const {

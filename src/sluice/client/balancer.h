@@ -184,9 +184,11 @@ class Balancer {
                  bool wait_for_ready = true);
 
   // Every call sent to a picked backend is bracketed by these two: in-flight counts, latency
-  // estimates, and outlier detection follow from them.
+  // estimates, and outlier detection follow from them. `now` is the balancer clock's time the
+  // caller read for `latency` (one clock read per call end, not two).
   void OnCallStarted(Backend& backend);
-  void OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Duration latency);
+  void OnCallFinished(Backend& backend, grpc::StatusCode code, absl::Duration latency,
+                      absl::Time now);
 
   // Blocking unary-style call with retries: `attempt` sends the call to the given backend (its
   // channel(), or a StubFor) with the given context (already carrying the deadline) and

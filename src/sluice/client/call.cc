@@ -37,7 +37,8 @@ StreamCall::~StreamCall() {
 void StreamCall::Finish(const grpc::Status& status) {
   if (finished_ || backend_ == nullptr) return;
   finished_ = true;
-  balancer_->OnCallFinished(*backend_, status.error_code(), balancer_->clock().Now() - started_);
+  const absl::Time now = balancer_->clock().Now();
+  balancer_->OnCallFinished(*backend_, status.error_code(), now - started_, now);
   retry_->Finish();
 }
 

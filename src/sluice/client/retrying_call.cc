@@ -47,7 +47,7 @@ grpc::Status AttemptTimeoutStatus(const Backend& backend, const RetryPolicy& ret
 absl::Time BeginAttempt(Balancer& balancer, const CallOptions& options, RetryState& retry,
                         Backend& backend, grpc::ClientContext& context) {
   const absl::Time started = balancer.clock().Now();
-  context.set_deadline(ToGrpcDeadline(retry.StartAttempt(started), balancer.clock()));
+  context.set_deadline(ToGrpcDeadline(retry.StartAttempt(started), started));
   if (options.configure_context) options.configure_context(context);
   balancer.OnCallStarted(backend);
   return started;
@@ -69,7 +69,7 @@ RetryDecision EndAttempt(Balancer& balancer, RetryState& retry, Backend& backend
   // A stalled backend failed the attempt: outlier detection should see that.
   balancer.OnCallFinished(
       backend, end == AttemptEnd::kTimedOut ? grpc::StatusCode::UNAVAILABLE : status.error_code(),
-      now - started);
+      now - started, now);
   RetryDecision decision = retry.OnAttemptEnded(end, ToAbslCode(status.error_code()), now);
   if (!decision.retry() && end == AttemptEnd::kTimedOut) {
     status = AttemptTimeoutStatus(backend, balancer.options().retry, retry.attempts());

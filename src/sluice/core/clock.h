@@ -21,9 +21,11 @@ class Clock {
 // The real monotonic clock (steady_clock), as an absl::Time offset from the Unix epoch.
 class SystemClock final : public Clock {
  public:
+  // FromUnixNanos is inline; UnixEpoch() + Duration calls into libabsl_time on every read.
   absl::Time Now() const override {
-    return absl::UnixEpoch() +
-           absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+    return absl::FromUnixNanos(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
   }
   // A process-wide instance, for callers that were not handed a clock (main functions).
   static SystemClock& Instance() {

@@ -30,7 +30,12 @@ std::string StatusCodeName(grpc::StatusCode code) {
 
 std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, const Clock& clock) {
   if (deadline == absl::InfiniteFuture()) return std::chrono::system_clock::time_point::max();
-  const absl::Duration remaining = std::max(deadline - clock.Now(), absl::ZeroDuration());
+  return ToGrpcDeadline(deadline, clock.Now());
+}
+
+std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, absl::Time now) {
+  if (deadline == absl::InfiniteFuture()) return std::chrono::system_clock::time_point::max();
+  const absl::Duration remaining = std::max(deadline - now, absl::ZeroDuration());
   return std::chrono::system_clock::now() + absl::ToChronoNanoseconds(remaining);
 }
 

@@ -21,6 +21,8 @@ TransportState ToTransportState(grpc_connectivity_state state);
 // gRPC wants a wall-clock deadline; Sluice keeps its deadlines on the injected monotonic clock
 // (whose absolute times lie decades from the wall clock's). Converts through the time left.
 std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, const Clock& clock);
+// The same, with the injected clock's time already read by the caller.
+std::chrono::system_clock::time_point ToGrpcDeadline(absl::Time deadline, absl::Time now);
 
 // The two status types share their codes.
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {

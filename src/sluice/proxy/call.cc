@@ -264,8 +264,11 @@ void Call::FinishAttempt(grpc::StatusCode code) {
   attempt_ = AttemptState::kNone;
   outcome_ = code;
   CancelTimer(&attempt_timer_);
-  const absl::Duration latency = host_->Now() - attempt_start_;
-  if (accounting_ == LoadAccounting::kCounted) balancer_->OnCallFinished(*backend_, code, latency);
+  const absl::Time now = host_->Now();
+  const absl::Duration latency = now - attempt_start_;
+  if (accounting_ == LoadAccounting::kCounted) {
+    balancer_->OnCallFinished(*backend_, code, latency, now);
+  }
   backend_metrics_->Record(static_cast<int>(code), latency);
   previous_backend_ = std::move(backend_);
   backend_ = nullptr;
