@@ -26,6 +26,22 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv,
                                                  std::map<std::string, std::string> env,
                                                  std::string log_path) {
   if (argv.empty()) return absl::InvalidArgumentError("ChildProcess::Start: empty argv");
+  // Everything the child needs is built before fork. Between fork and exec the child of a
+  // multithreaded process (a test with gRPC threads) may make only async-signal-safe calls:
+  // another thread may have held the allocator's lock at the fork, and a child that allocates
+  // then waits for it forever (seen under ASan: a child that never reached exec).
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  std::vector<std::string> added_env;
+  std::vector<char*> envp;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const absl::string_view text(*entry);
+    if (env.count(std::string(text.substr(0, text.find('=')))) == 0) envp.push_back(*entry);
+  }
+  for (const auto& [name, value] : env) added_env.push_back(absl::StrCat(name, "=", value));
+  for (auto& entry : added_env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("fork failed: ", strerror(errno)));
   if (pid == 0) {
@@ -41,11 +57,7 @@ absl::StatusOr<ChildProcess> ChildProcess::Start(std::vector<std::string> argv,
     }
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
-    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
+    execvpe(args[0], args.data(), envp.data());
     _exit(127);
   }
   ChildProcess child;
