@@ -138,6 +138,11 @@ void Call::StartAttempt() {
   phase_ = CallPhase::kPicking;
   absl::StatusOr<std::shared_ptr<client::Backend>> picked =
       balancer_->Pick(deadline_, hash_key_, previous_backend_.get(), /*fail_fast=*/true);
+  if (!picked.ok() && balancer_->ReadyCount() > 0) {
+    // An endpoint became ready between the pick's snapshot and ReadyCount's (a backend's first
+    // connection completing as the first call arrives): pick from the new one before deciding.
+    picked = balancer_->Pick(deadline_, hash_key_, previous_backend_.get(), /*fail_fast=*/true);
+  }
   if (!picked.ok()) {
     const absl::Time now = host_->Now();
     const absl::Duration pick_wait = host_->options().pick_wait;
