@@ -49,19 +49,11 @@ class RecordingReporter final : public ReadinessReporter {
 
 // A client::Backend with its own channel, as the balancer makes one.
 std::shared_ptr<client::Backend> BackendFor(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  grpc_channel_args c_args;
-  args.SetChannelArgs(&c_args);
-  grpc_channel_credentials* credentials = grpc_insecure_credentials_create();
-  grpc_channel* c_channel = grpc_channel_create(address.c_str(), credentials, &c_args);
-  grpc_channel_credentials_release(credentials);
+  auto [channel, c_channel] = client::MakeEndpointChannel(address, client::BalancerOptions{});
   Endpoint endpoint;
   endpoint.address = address;
-  return std::make_shared<client::Backend>(
-      endpoint, grpc::CreateChannelInternal("", c_channel, {}), c_channel,
-      std::make_shared<EndpointStats>());
+  return std::make_shared<client::Backend>(endpoint, std::move(channel), c_channel,
+                                           std::make_shared<EndpointStats>());
 }
 
 TEST(ChannelConnectivityWatcherTest, ReportsAWatchedChannelReadyAndThenItsLoss) {

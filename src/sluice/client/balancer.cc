@@ -100,8 +100,9 @@ class Balancer::Impl final : public ReadinessReporter {
       health_watcher_ = std::make_unique<HealthReadinessWatcher>(
           options_.health_check, [this](const EndpointHandle& endpoint) {
             const auto& backend = static_cast<const Backend&>(endpoint);
-            return backend.channel() != nullptr ? backend.channel()
-                                                : MakeChannel(endpoint.address()).first;
+            return backend.channel() != nullptr
+                       ? backend.channel()
+                       : MakeEndpointChannel(endpoint.address(), options_).first;
           });
       watchers_.push_back(health_watcher_.get());
     }
@@ -240,30 +241,9 @@ class Balancer::Impl final : public ReadinessReporter {
       return std::make_shared<Backend>(endpoint, nullptr, nullptr,
                                        std::make_shared<EndpointStats>());
     }
-    auto [channel, c_channel] = MakeChannel(endpoint.address);
+    auto [channel, c_channel] = MakeEndpointChannel(endpoint.address, options_);
     return std::make_shared<Backend>(endpoint, std::move(channel), c_channel,
                                      std::make_shared<EndpointStats>());
-  }
-
-  // Made through gRPC's C API so that the channel's connectivity can be watched with a
-  // callback (the C++ API only offers a completion queue someone must poll).
-  std::pair<std::shared_ptr<grpc::Channel>, grpc_channel*> MakeChannel(const std::string& address) {
-    grpc::ChannelArguments args = options_.channel_args;
-    // One TCP connection per endpoint per balancer: gRPC would otherwise share subchannels
-    // between channels to the same address.
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    // A restarted backend is found again within a fraction of a second. (Not
-    // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also uses it as the connect timeout.)
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    grpc_channel_args c_args;
-    args.SetChannelArgs(&c_args);
-    grpc_channel_credentials* credentials = options_.make_credentials
-                                                ? options_.make_credentials()
-                                                : grpc_insecure_credentials_create();
-    grpc_channel* c_channel = grpc_channel_create(address.c_str(), credentials, &c_args);
-    grpc_channel_credentials_release(credentials);
-    return {grpc::CreateChannelInternal("", c_channel, {}), c_channel};
   }
 
   void OnPublished(size_t not_ready) {
@@ -342,6 +322,26 @@ void Balancer::PickAsync(absl::Time deadline, std::optional<uint64_t> hash_key,
                          bool wait_for_ready) {
   impl_->PickAsync(deadline, hash_key, avoid, fail_fast.value_or(options_.fail_fast),
                    std::move(done), wait_for_ready);
+}
+
+std::pair<std::shared_ptr<grpc::Channel>, grpc_channel*> MakeEndpointChannel(
+    const std::string& address, const BalancerOptions& options) {
+  grpc::ChannelArguments args = options.channel_args;
+  // One TCP connection per endpoint per balancer: gRPC would otherwise share subchannels
+  // between channels to the same address.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A restarted backend is found again within a fraction of a second. (Not
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also uses it as the connect timeout.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  grpc_channel_args c_args;
+  args.SetChannelArgs(&c_args);
+  grpc_channel_credentials* credentials = options.make_credentials
+                                              ? options.make_credentials()
+                                              : grpc_insecure_credentials_create();
+  grpc_channel* c_channel = grpc_channel_create(address.c_str(), credentials, &c_args);
+  grpc_channel_credentials_release(credentials);
+  return {grpc::CreateChannelInternal("", c_channel, {}), c_channel};
 }
 
 void Balancer::OnCallStarted(Backend& backend) { backend.stats().OnCallStarted(); }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -76,6 +77,13 @@ struct BalancerOptions {
   // Seeds every random choice; 0: a random seed.
   uint64_t random_seed = 0;
 };
+
+// The channel a balancer opens to one endpoint: a TCP connection of its own, reconnecting within
+// a fraction of a second, with options' channel_args and credentials. Made through gRPC's C API
+// so that its connectivity can be watched with a callback (the C++ API only offers a completion
+// queue someone must poll); the C++ channel returned owns the C one.
+std::pair<std::shared_ptr<grpc::Channel>, grpc_channel*> MakeEndpointChannel(
+    const std::string& address, const BalancerOptions& options);
 
 // One endpoint's connection and statistics: the balancer's EndpointHandle plus the gRPC
 // channel. Shared (shared_ptr) by the balancer, the pickers and the calls in flight on it, so a
